@@ -1,0 +1,1 @@
+"""Gradio demos, one tab per domain."""

@@ -1,0 +1,1 @@
+"""Audio models on the mambakit core (fbank patches, streaming keyword spotting)."""

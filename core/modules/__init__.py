@@ -1,0 +1,1 @@
+"""``nn.Module``s that own parameters and call the ops."""

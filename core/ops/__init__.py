@@ -1,0 +1,1 @@
+"""Functions on tensors: the scans, the causal convolution and the decoding updates."""

@@ -1,0 +1,106 @@
+"""Depthwise causal 1-D convolution, as the ``causal_conv1d`` package computes it.
+
+``out[b, d, t] = bias[d] + sum_k weight[d, k] * x[b, d, t - (W - 1) + k]`` with ``x`` at negative
+times taken from ``initial_state (B, D, W - 1)`` (zeros when absent), then an optional SiLU.
+With ``seq_idx (B, L)`` a tap never reads a position of another packed sequence.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import (check_finite, check_nonempty, check_same_device, check_seq_idx, check_shape,
+                      check_tensor)
+
+ACTIVATIONS = (None, "silu", "swish")
+
+
+def _activate(x: torch.Tensor, activation: Optional[str]) -> torch.Tensor:
+    return F.silu(x) if activation in ("silu", "swish") else x
+
+
+def _check_activation(activation: Optional[str]) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected None or 'silu', got {activation!r}")
+
+
+def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                  activation: Optional[str] = None, initial_state: Optional[torch.Tensor] = None,
+                  return_final_state: bool = False, seq_idx: Optional[torch.Tensor] = None
+                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Causal depthwise convolution over time.
+
+    Args:
+        x: ``(B, D, L)``. weight: ``(D, W)``. bias: ``(D,)``.
+        activation: ``None`` or ``"silu"``.
+        initial_state: ``(B, D, W - 1)``, the inputs just before ``x`` (differentiable).
+        return_final_state: also return the last ``W - 1`` inputs ``(B, D, W - 1)``, the
+            ``initial_state`` of the next chunk.
+        seq_idx: ``(B, L)`` packed-sequence ids; taps across a change of id read zeros.
+            ``initial_state`` belongs to the sequence at position 0.
+
+    Returns:
+        ``out (B, D, L)`` in x's dtype (and the final state).
+    """
+    check_tensor("x", x, ndim=3)
+    batch, dim, length = x.shape
+    check_nonempty("x", length)
+    check_tensor("weight", weight, ndim=2)
+    if weight.shape[0] != dim:
+        raise ValueError(f"weight: expected shape ({dim}, W) to match x's {dim} channels, got {tuple(weight.shape)}")
+    width = weight.shape[1]
+    if bias is not None:
+        check_tensor("bias", bias, ndim=1)
+        check_shape("bias", bias, (dim,))
+    if initial_state is not None:
+        check_tensor("initial_state", initial_state, ndim=3)
+        check_shape("initial_state", initial_state, (batch, dim, width - 1))
+    _check_activation(activation)
+    check_seq_idx(seq_idx, batch, length)
+    check_same_device(x=x, weight=weight, bias=bias, initial_state=initial_state, seq_idx=seq_idx)
+    check_finite("x", x)
+
+    history = (initial_state.to(x.dtype) if initial_state is not None
+               else x.new_zeros(batch, dim, width - 1))
+    padded = torch.cat([history, x], dim=-1)                                  # (B, D, W-1+L)
+    if seq_idx is None:
+        out = F.conv1d(padded, weight.unsqueeze(1).to(x.dtype),
+                       None if bias is None else bias.to(x.dtype), groups=dim)
+    else:
+        # Position p of `padded` holds time p - (W-1); its sequence id, with the initial state
+        # belonging to the first sequence of the row.
+        ids = torch.cat([seq_idx[:, :1].expand(batch, width - 1), seq_idx], dim=-1)  # (B, W-1+L)
+        windows = padded.unfold(-1, width, 1)                                 # (B, D, L, W)
+        same = ids.unfold(-1, width, 1) == seq_idx.unsqueeze(-1)              # (B, L, W)
+        out = (windows * same.unsqueeze(1).to(x.dtype) * weight.to(x.dtype)[:, None, :]).sum(-1)
+        if bias is not None:
+            out = out + bias.to(x.dtype)[:, None]
+    out = _activate(out, activation)
+    if not return_final_state:
+        return out
+    return out, padded[..., padded.shape[-1] - (width - 1):]
+
+
+def causal_conv1d_update(x: torch.Tensor, conv_state: torch.Tensor, weight: torch.Tensor,
+                         bias: Optional[torch.Tensor] = None,
+                         activation: Optional[str] = None) -> torch.Tensor:
+    """One decoding step: ``x (B, D)`` new inputs, ``conv_state (B, D, W)`` the last W inputs.
+
+    Shifts ``conv_state`` left in place, appends ``x``, and returns the convolution output at
+    the new position ``(B, D)`` (mamba_ssm's convention for ``conv_state``).
+    """
+    check_tensor("x", x, ndim=2)
+    check_tensor("conv_state", conv_state, ndim=3)
+    check_tensor("weight", weight, ndim=2)
+    batch, dim = x.shape
+    check_shape("conv_state", conv_state, (batch, dim, weight.shape[1]))
+    check_shape("weight", weight, (dim, weight.shape[1]))
+    _check_activation(activation)
+    conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=-1))
+    conv_state[:, :, -1] = x.to(conv_state.dtype)
+    out = (conv_state * weight.to(conv_state.dtype)).sum(-1)                  # (B, D)
+    if bias is not None:
+        out = out + bias.to(out.dtype)
+    return _activate(out, activation).to(x.dtype)

@@ -1,0 +1,244 @@
+"""Fused CPU selective scan: Numba kernels for the forward and the backward.
+
+The CPU counterpart of the GPU kernel: one pass over ``u, delta, B, C`` per channel with the
+state ``h (N,)`` in registers, discretisation, D skip and SiLU(z) gating fused. Memory is
+``O(B D L)``, never ``O(B D L N)``: the forward keeps the state only every ``CHECKPOINT`` steps,
+and the backward recomputes each checkpointed chunk's states before walking it in reverse.
+
+Parallel over (batch, channel) in the forward. In the backward ``dB`` and ``dC`` are sums over
+channels, so the channels are split in blocks, each block writes its own partial sums (float64),
+and the blocks are added at the end: deterministic, no atomics.
+
+Numba compiles each kernel once per dtype on first use (about a second; cached on disk).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numba
+import numpy as np
+import torch
+
+CHECKPOINT = 64
+# Reassociation only (no NaN/Inf assumptions): lets LLVM vectorise the sums over the state.
+FASTMATH = {"reassoc", "contract", "arcp"}
+
+
+@numba.njit(inline="always")
+def _softplus(x):
+    return x if x > 20.0 else math.log1p(math.exp(x))
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _forward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, h0, seq, softplus, has_D, has_z, has_bias,
+                    has_h0, has_seq, out, ypre, last, ckpt):
+    # u, delta, z, out, ypre: (Bt, D, L); A: (D, N); Bm, Cm: (Bt, G, L, N); last: (Bt, D, N)
+    # ckpt: (Bt, D, nchunks, N) state *before* the first step of each chunk
+    batch, dim, length = u.shape
+    groups = Bm.shape[1]
+    n_state = A.shape[1]
+    dg = dim // groups
+    for i in numba.prange(batch * dim):
+        b = i // dim
+        d = i % dim
+        g = d // dg
+        h = np.zeros(n_state, dtype=u.dtype)
+        if has_h0:
+            for n in range(n_state):
+                h[n] = h0[b, d, n]
+        for t in range(length):
+            if t % CHECKPOINT == 0:
+                for n in range(n_state):
+                    ckpt[b, d, t // CHECKPOINT, n] = h[n]
+            dt = delta[b, d, t]
+            if has_bias:
+                dt += bias[d]
+            if softplus:
+                dt = _softplus(dt)
+            if has_seq and t > 0 and seq[b, t] != seq[b, t - 1]:
+                for n in range(n_state):
+                    h[n] = 0.0
+            ut = u[b, d, t]
+            dtu = dt * ut
+            acc = 0.0
+            for n in range(n_state):
+                h[n] = math.exp(dt * A[d, n]) * h[n] + dtu * Bm[b, g, t, n]
+                acc += h[n] * Cm[b, g, t, n]
+            if has_D:
+                acc += Dv[d] * ut
+            if has_z:
+                ypre[b, d, t] = acc
+                zz = z[b, d, t]
+                acc = acc * zz / (1.0 + math.exp(-zz))
+            out[b, d, t] = acc
+        for n in range(n_state):
+            last[b, d, n] = h[n]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _backward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, seq, softplus, has_D, has_z, has_bias,
+                     has_seq, has_dlast, ypre, ckpt, dout, dlast, n_blocks,
+                     du, ddelta, dz, dh0, dA_p, dD_p, dbias_p, dB_p, dC_p):
+    # Partial sums: dA_p (Bt, D, N), dD_p / dbias_p (Bt, D), dB_p / dC_p (Bt, n_blocks, G, L, N).
+    batch, dim, length = u.shape
+    groups = Bm.shape[1]
+    n_state = A.shape[1]
+    dg = dim // groups
+    block = (dim + n_blocks - 1) // n_blocks
+    n_chunks = (length + CHECKPOINT - 1) // CHECKPOINT
+    for j in numba.prange(batch * n_blocks):
+        b = j // n_blocks
+        p = j % n_blocks
+        hs = np.empty((CHECKPOINT, n_state), dtype=u.dtype)
+        decay = np.empty((CHECKPOINT, n_state), dtype=u.dtype)
+        dh = np.empty(n_state, dtype=np.float64)
+        for d in range(p * block, min(dim, (p + 1) * block)):
+            g = d // dg
+            for n in range(n_state):
+                dh[n] = dlast[b, d, n] if has_dlast else 0.0
+            for c in range(n_chunks - 1, -1, -1):
+                t0 = c * CHECKPOINT
+                t1 = min(length, t0 + CHECKPOINT)
+                # recompute the chunk's states: hs[k] = h after step t0 + k
+                for n in range(n_state):
+                    hs[0, n] = ckpt[b, d, c, n]
+                for t in range(t0, t1):
+                    k = t - t0
+                    dt = delta[b, d, t]
+                    if has_bias:
+                        dt += bias[d]
+                    if softplus:
+                        dt = _softplus(dt)
+                    reset = has_seq and t > 0 and seq[b, t] != seq[b, t - 1]
+                    dtu = dt * u[b, d, t]
+                    for n in range(n_state):
+                        prev = hs[k - 1, n] if k > 0 else ckpt[b, d, c, n]
+                        if reset:
+                            prev = 0.0
+                        decay[k, n] = math.exp(dt * A[d, n])
+                        hs[k, n] = decay[k, n] * prev + dtu * Bm[b, g, t, n]
+                for t in range(t1 - 1, t0 - 1, -1):
+                    k = t - t0
+                    raw = delta[b, d, t]
+                    if has_bias:
+                        raw += bias[d]
+                    dt = _softplus(raw) if softplus else raw
+                    ut = u[b, d, t]
+                    gy = dout[b, d, t]
+                    if has_z:
+                        zz = z[b, d, t]
+                        sig = 1.0 / (1.0 + math.exp(-zz))
+                        dz[b, d, t] = gy * ypre[b, d, t] * sig * (1.0 + zz * (1.0 - sig))
+                        gy = gy * zz * sig
+                    du_t = 0.0
+                    if has_D:
+                        dD_p[b, d] += gy * ut
+                        du_t = gy * Dv[d]
+                    reset = has_seq and t > 0 and seq[b, t] != seq[b, t - 1]
+                    ddt = 0.0
+                    for n in range(n_state):
+                        dC_p[b, p, g, t, n] += gy * hs[k, n]
+                        dh[n] += gy * Cm[b, g, t, n]              # dL/dh_t, complete now
+                        if reset:
+                            prev = 0.0
+                        else:
+                            prev = hs[k - 1, n] if k > 0 else ckpt[b, d, c, n]
+                        a = decay[k, n]
+                        bn = Bm[b, g, t, n]
+                        dB_p[b, p, g, t, n] += dh[n] * dt * ut
+                        du_t += dh[n] * dt * bn
+                        ddt += dh[n] * (A[d, n] * a * prev + ut * bn)
+                        dA_p[b, d, n] += dh[n] * dt * a * prev
+                        dh[n] = 0.0 if reset else dh[n] * a       # dL/dh_{t-1} from step t
+                    if softplus:
+                        ddt *= 1.0 / (1.0 + math.exp(-raw))
+                    du[b, d, t] = du_t
+                    ddelta[b, d, t] = ddt
+                    dbias_p[b, d] += ddt
+            for n in range(n_state):
+                dh0[b, d, n] = dh[n]
+
+
+def _np(t: Optional[torch.Tensor], dtype: torch.dtype, ndim: int = 1) -> np.ndarray:
+    """Contiguous numpy view in ``dtype``; an absent optional becomes a 1-element placeholder of
+    the same rank, so that Numba compiles one signature per dtype."""
+    if t is None:
+        return np.zeros((1,) * ndim, dtype=np.float64 if dtype == torch.float64 else np.float32)
+    return t.detach().to(dtype).contiguous().numpy()
+
+
+class _SelectiveScanCPU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus):
+        dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+        batch, dim, length = u.shape
+        n_state = A.shape[1]
+        Bt = B.detach().to(dtype).transpose(-1, -2).contiguous()     # (Bt, G, L, N)
+        Ct = C.detach().to(dtype).transpose(-1, -2).contiguous()
+        arrays = dict(u=_np(u, dtype), delta=_np(delta, dtype), A=_np(A, dtype), B=Bt.numpy(),
+                      C=Ct.numpy(), D=_np(D, dtype), z=_np(z, dtype, 3), bias=_np(delta_bias, dtype))
+        seq = (seq_idx.detach().to(torch.int64).contiguous().numpy() if seq_idx is not None
+               else np.zeros((1, 1), dtype=np.int64))
+        out = torch.empty(batch, dim, length, dtype=dtype)
+        ypre = torch.empty(batch, dim, length if z is not None else 1, dtype=dtype)
+        last = torch.empty(batch, dim, n_state, dtype=dtype)
+        ckpt = torch.empty(batch, dim, (length + CHECKPOINT - 1) // CHECKPOINT, n_state, dtype=dtype)
+        h0 = _np(initial_state, dtype, 3)
+        _forward_kernel(arrays["u"], arrays["delta"], arrays["A"], arrays["B"], arrays["C"], arrays["D"],
+                        arrays["z"], arrays["bias"], h0, seq, softplus, D is not None, z is not None,
+                        delta_bias is not None, initial_state is not None, seq_idx is not None,
+                        out.numpy(), ypre.numpy(), last.numpy(), ckpt.numpy())
+        ctx.arrays, ctx.seq, ctx.ypre, ctx.ckpt = arrays, seq, ypre, ckpt
+        ctx.flags = (softplus, D is not None, z is not None, delta_bias is not None, seq_idx is not None,
+                     initial_state is not None)
+        ctx.dtypes = [t.dtype if t is not None else None
+                      for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)]
+        return out, last
+
+    @staticmethod
+    def backward(ctx, dout, dlast):
+        a = ctx.arrays
+        softplus, has_D, has_z, has_bias, has_seq, has_h0 = ctx.flags
+        dtype = torch.from_numpy(a["u"]).dtype
+        batch, dim, length = a["u"].shape
+        groups, n_state = a["B"].shape[1], a["A"].shape[1]
+        n_blocks = max(1, min(dim, 2 * numba.get_num_threads() // max(1, batch)))
+        f64 = torch.float64
+        du = torch.empty(batch, dim, length, dtype=dtype)
+        ddelta = torch.empty_like(du)
+        dz = torch.zeros(batch, dim, length if has_z else 1, dtype=dtype)
+        dh0 = torch.empty(batch, dim, n_state, dtype=f64)
+        dA_p = torch.zeros(batch, dim, n_state, dtype=f64)
+        dD_p = torch.zeros(batch, dim, dtype=f64)
+        dbias_p = torch.zeros(batch, dim, dtype=f64)
+        dB_p = torch.zeros(batch, n_blocks, groups, length, n_state, dtype=f64)
+        dC_p = torch.zeros_like(dB_p)
+        dout_np = dout.detach().to(dtype).contiguous().numpy()
+        has_dlast = dlast is not None
+        dlast_np = (dlast.detach().to(dtype).contiguous().numpy() if has_dlast
+                    else np.zeros((1, 1, 1), dtype=a["u"].dtype))
+        _backward_kernel(a["u"], a["delta"], a["A"], a["B"], a["C"], a["D"], a["z"], a["bias"], ctx.seq,
+                         softplus, has_D, has_z, has_bias, has_seq, has_dlast, ctx.ypre.numpy(),
+                         ctx.ckpt.numpy(), dout_np, dlast_np, n_blocks, du.numpy(), ddelta.numpy(),
+                         dz.numpy(), dh0.numpy(), dA_p.numpy(), dD_p.numpy(), dbias_p.numpy(),
+                         dB_p.numpy(), dC_p.numpy())
+        dB = dB_p.sum(1).transpose(-1, -2)                  # (Bt, G, N, L)
+        dC = dC_p.sum(1).transpose(-1, -2)
+        grads = [du, ddelta, dA_p.sum(0), dB, dC, dD_p.sum(0) if has_D else None,
+                 dz if has_z else None, dbias_p.sum(0) if has_bias else None, dh0 if has_h0 else None]
+        grads = [g.to(dt) if g is not None else None for g, dt in zip(grads, ctx.dtypes)]
+        return (*grads, None, None)
+
+
+def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                       C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
+                       delta_bias: Optional[torch.Tensor], delta_softplus: bool,
+                       initial_state: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor]
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validated inputs in, ``(out (B, D, L), last_state (B, D, N))`` in the compute dtype out.
+
+    B and C must be grouped ``(B, G, N, L)``. Differentiable in every floating input.
+    """
+    return _SelectiveScanCPU.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx,
+                                   bool(delta_softplus))

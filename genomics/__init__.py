@@ -1,0 +1,1 @@
+"""Genomics models on the mambakit core (DNA tokenizer, RC-equivariant BiMamba)."""

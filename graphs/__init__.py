@@ -1,0 +1,1 @@
+"""Graph models on the mambakit core (graph orderings, Graph-Mamba layers)."""

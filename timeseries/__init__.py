@@ -1,0 +1,1 @@
+"""Time-series models on the mambakit core (patching, RevIN, variate tokens)."""
