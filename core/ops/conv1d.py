@@ -51,6 +51,8 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
     if weight.shape[0] != dim:
         raise ValueError(f"weight: expected shape ({dim}, W) to match x's {dim} channels, got {tuple(weight.shape)}")
     width = weight.shape[1]
+    if width < 1:
+        raise ValueError(f"weight: expected a kernel width W >= 1, got shape {tuple(weight.shape)}")
     if bias is not None:
         check_tensor("bias", bias, ndim=1)
         check_shape("bias", bias, (dim,))
@@ -65,18 +67,21 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
     history = (initial_state.to(x.dtype) if initial_state is not None
                else x.new_zeros(batch, dim, width - 1))
     padded = torch.cat([history, x], dim=-1)                                  # (B, D, W-1+L)
-    if seq_idx is None:
-        out = F.conv1d(padded, weight.unsqueeze(1).to(x.dtype),
-                       None if bias is None else bias.to(x.dtype), groups=dim)
-    else:
-        # Position p of `padded` holds time p - (W-1); its sequence id, with the initial state
-        # belonging to the first sequence of the row.
+    w = weight.to(x.dtype)
+    if seq_idx is not None:
+        # Sequence id of every position of `padded` (the initial state belongs to the sequence
+        # at position 0): a tap reading another sequence's position contributes nothing.
         ids = torch.cat([seq_idx[:, :1].expand(batch, width - 1), seq_idx], dim=-1)  # (B, W-1+L)
-        windows = padded.unfold(-1, width, 1)                                 # (B, D, L, W)
-        same = ids.unfold(-1, width, 1) == seq_idx.unsqueeze(-1)              # (B, L, W)
-        out = (windows * same.unsqueeze(1).to(x.dtype) * weight.to(x.dtype)[:, None, :]).sum(-1)
-        if bias is not None:
-            out = out + bias.to(x.dtype)[:, None]
+    # A sum of W shifted, scaled copies: on CPU this is several times faster, forward and
+    # backward, than the depthwise F.conv1d, and it takes the packed-sequence mask directly.
+    out = None
+    for k in range(width):
+        tap = w[:, k:k + 1] * padded[..., k:k + length]                       # (B, D, L)
+        if seq_idx is not None:
+            tap = tap * (ids[:, k:k + length] == seq_idx).unsqueeze(1).to(x.dtype)
+        out = tap if out is None else out + tap
+    if bias is not None:
+        out = out + bias.to(x.dtype)[:, None]
     out = _activate(out, activation)
     if not return_final_state:
         return out
@@ -97,7 +102,11 @@ def causal_conv1d_update(x: torch.Tensor, conv_state: torch.Tensor, weight: torc
     batch, dim = x.shape
     check_shape("conv_state", conv_state, (batch, dim, weight.shape[1]))
     check_shape("weight", weight, (dim, weight.shape[1]))
+    if bias is not None:
+        check_tensor("bias", bias, ndim=1)
+        check_shape("bias", bias, (dim,))
     _check_activation(activation)
+    check_finite("x", x)
     conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=-1))
     conv_state[:, :, -1] = x.to(conv_state.dtype)
     out = (conv_state * weight.to(conv_state.dtype)).sum(-1)                  # (B, D)

@@ -140,7 +140,9 @@ def _validate(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx):
 
 
 def _triton_available(device: torch.device) -> bool:
-    if device.type != "cuda":
+    """Triton runs CUDA tensors, and CPU tensors under its interpreter (TRITON_INTERPRET=1)."""
+    import os
+    if device.type != "cuda" and not (device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"):
         return False
     try:
         from . import triton_selective_scan  # noqa: F401
@@ -191,7 +193,8 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
             impl = "cpu"
     if impl == "triton":
         if not _triton_available(u.device):
-            raise NotImplementedError("impl='triton' needs CUDA tensors and mambakit.ops.triton_selective_scan")
+            raise NotImplementedError("impl='triton' needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1) "
+                                      "and an importable triton")
         from .triton_selective_scan import selective_scan_triton
         out, last = selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                           initial_state, seq_idx)

@@ -1,0 +1,351 @@
+"""Fused Triton selective scan (Mamba-1), forward and backward.
+
+One program owns ``BLOCK_D`` channels of one batch element and walks the sequence in chunks
+of ``BLOCK_L`` steps. Inside a chunk the recurrence ``h_t = a_t h_{t-1} + x_t`` (with
+``a = exp(dt A)``, ``x = dt u B``) is a parallel associative scan over the
+``(BLOCK_D, BLOCK_L, N)`` tile; the state entering the chunk is carried in registers.
+Discretisation, the D skip and the SiLU(z) gate are fused; states never go to memory except
+one checkpoint per chunk ``(B, D, n_chunks, N)`` that the backward uses to recompute them.
+
+The backward walks the chunks in reverse: it recomputes the chunk's states from its
+checkpoint, runs the adjoint recurrence ``G_t = C_t gy_t + a_{t+1} G_{t+1}`` as a reverse
+scan, and forms every gradient from ``G`` and ``h``. It needs ``a_t h_{t-1}``, which is
+``h_t - x_t``, so no shifted state is ever loaded. ``dB``/``dC`` are summed over the channels
+of a block in registers and added across blocks with atomics.
+
+Runs on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (for tests).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+
+
+def interpreter_enabled() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@triton.jit
+def _combine(a1, b1, a2, b2):
+    return a1 * a2, b1 * a2 + b2
+
+
+@triton.jit
+def _softplus(x):
+    return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
+
+
+@triton.jit
+def _load_dt(delta_ptr, bias_ptr, offs_d, t, mask_d, mask_t, sdb, sdd, sdl,
+             HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """dt (BLOCK_D, BLOCK_L) after bias and softplus; exactly 0 outside the sequence."""
+    m = mask_d[:, None] & mask_t[None, :]
+    raw = tl.load(delta_ptr + offs_d[:, None] * sdd + t[None, :] * sdl, mask=m, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        raw += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+    dt = raw
+    if SOFTPLUS:
+        dt = _softplus(raw)
+    return tl.where(m, dt, 0.0), raw
+
+
+@triton.jit
+def _reset(seq_ptr, t, L, ssl, HAS_SEQ: tl.constexpr):
+    """True where position t starts a new packed sequence (BLOCK_L,)."""
+    if HAS_SEQ:
+        inside = (t > 0) & (t < L)
+        cur = tl.load(seq_ptr + t * ssl, mask=inside, other=0)
+        prev = tl.load(seq_ptr + (t - 1) * ssl, mask=inside, other=0)
+        return inside & (cur != prev)
+    else:
+        return t < 0
+
+
+@triton.jit
+def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, seq_ptr,
+                out_ptr, last_ptr, ckpt_ptr,
+                L, Dm, N, dg,
+                sub, sud, sul, sdb, sdd, sdl, sad, san,
+                sbb, sbg, sbn, sbl, scb, scg, scn, scl,
+                szb, szd, szl, sob, sod, sol, ssb, ssl,
+                HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                HAS_H0: tl.constexpr, HAS_SEQ: tl.constexpr, SOFTPLUS: tl.constexpr,
+                BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
+                NUM_STAGES: tl.constexpr):
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    offs_d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)        # int64: D*L can pass 2**31
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_l = tl.arange(0, BLOCK_L)
+    mask_d = offs_d < Dm
+    mask_n = offs_n < N
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    grp_block = ((pid_d * BLOCK_D) // dg).to(tl.int64)                        # one group per block
+    A = tl.load(A_ptr + offs_d[:, None] * sad + offs_n[None, :] * san, mask=mask_dn, other=0.0).to(tl.float32)
+    A2 = A * 1.4426950408889634                                               # exp(x) = exp2(x log2 e)
+    n_chunks = tl.cdiv(L, BLOCK_L)
+    state_off = (b * Dm + offs_d[:, None]) * N + offs_n[None, :]              # (BD, BN) into (B, D, N)
+    if HAS_H0:
+        h = tl.load(h0_ptr + state_off, mask=mask_dn, other=0.0).to(tl.float32)
+    else:
+        h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    u_base = u_ptr + b * sub
+    d_base = delta_ptr + b * sdb
+    for c in tl.range(0, n_chunks, num_stages=NUM_STAGES):
+        ckpt_off = ((b * Dm + offs_d[:, None]) * n_chunks + c) * N + offs_n[None, :]
+        tl.store(ckpt_ptr + ckpt_off, h, mask=mask_dn)
+        t = (c * BLOCK_L + offs_l).to(tl.int64)                               # (BL,)
+        mask_t = t < L
+        m_dl = mask_d[:, None] & mask_t[None, :]
+        u = tl.load(u_base + offs_d[:, None] * sud + t[None, :] * sul, mask=m_dl, other=0.0).to(tl.float32)
+        dt, _ = _load_dt(d_base, bias_ptr, offs_d, t, mask_d, mask_t, sdb, sdd, sdl, HAS_BIAS, SOFTPLUS)
+        m_ln = mask_t[:, None] & mask_n[None, :]
+        Bv = tl.load(B_ptr + b * sbb + grp_block * sbg + offs_n[None, :] * sbn + t[:, None] * sbl,
+                     mask=m_ln, other=0.0).to(tl.float32)[None, :, :]          # (1, BL, BN)
+        Cv = tl.load(C_ptr + b * scb + grp_block * scg + offs_n[None, :] * scn + t[:, None] * scl,
+                     mask=m_ln, other=0.0).to(tl.float32)[None, :, :]
+        a = tl.exp2(dt[:, :, None] * A2[:, None, :])                            # (BD, BL, BN)
+        if HAS_SEQ:
+            reset = _reset(seq_ptr + b * ssb, t, L, ssl, HAS_SEQ)
+            a = tl.where(reset[None, :, None], 0.0, a)
+        x = (dt * u)[:, :, None] * Bv
+        a_cum, h_loc = tl.associative_scan((a, x), axis=1, combine_fn=_combine)
+        hs = h_loc + a_cum * h[:, None, :]                                    # (BD, BL, BN)
+        y = tl.sum(hs * Cv, axis=2)                                           # (BD, BL)
+        if HAS_D:
+            y += Dv[:, None] * u
+        if HAS_Z:
+            zz = tl.load(z_ptr + b * szb + offs_d[:, None] * szd + t[None, :] * szl, mask=m_dl,
+                         other=0.0).to(tl.float32)
+            y = y * zz * tl.sigmoid(zz)
+        tl.store(out_ptr + b * sob + offs_d[:, None] * sod + t[None, :] * sol,
+                 y.to(out_ptr.dtype.element_ty), mask=m_dl)
+        h = tl.sum(tl.where((offs_l == BLOCK_L - 1)[None, :, None], hs, 0.0), axis=1)
+    tl.store(last_ptr + state_off, h, mask=mask_dn)
+
+
+@triton.jit
+def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, seq_ptr,
+                ckpt_ptr, dout_ptr, dlast_ptr,
+                du_ptr, ddelta_ptr, dz_ptr, dh0_ptr, dA_ptr, dD_ptr, dbias_ptr, dB_ptr, dC_ptr,
+                L, Dm, N, dg, G,
+                sub, sud, sul, sdb, sdd, sdl, sad, san,
+                sbb, sbg, sbn, sbl, scb, scg, scn, scl,
+                szb, szd, szl, sgb, sgd, sgl, ssb, ssl,
+                HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                HAS_SEQ: tl.constexpr, HAS_DLAST: tl.constexpr, SOFTPLUS: tl.constexpr,
+                BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
+                NUM_STAGES: tl.constexpr):
+    # Gradient outputs are contiguous: du, ddelta, dz (B, D, L); dA (B, D, N) partial per batch;
+    # dD, dbias (B, D) partial; dB, dC (B, G, N, L) float32 accumulated with atomics; dh0 (B, D, N).
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    offs_d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)        # int64: D*L can pass 2**31
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_l = tl.arange(0, BLOCK_L)
+    mask_d = offs_d < Dm
+    mask_n = offs_n < N
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    grp_block = ((pid_d * BLOCK_D) // dg).to(tl.int64)                        # one group per block
+    A = tl.load(A_ptr + offs_d[:, None] * sad + offs_n[None, :] * san, mask=mask_dn, other=0.0).to(tl.float32)
+    A2 = A * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    n_chunks = tl.cdiv(L, BLOCK_L)
+    state_off = (b * Dm + offs_d[:, None]) * N + offs_n[None, :]
+    if HAS_DLAST:
+        carry = tl.load(dlast_ptr + state_off, mask=mask_dn, other=0.0).to(tl.float32)
+    else:
+        carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    dA_acc = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    dD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    dbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    u_base = u_ptr + b * sub
+    d_base = delta_ptr + b * sdb
+    dl_out = (b * Dm + offs_d[:, None]) * L                                   # (BD, 1) rows of (B, D, L)
+    for i in tl.range(0, n_chunks, num_stages=NUM_STAGES):
+        c = n_chunks - 1 - i
+        ckpt_off = ((b * Dm + offs_d[:, None]) * n_chunks + c) * N + offs_n[None, :]
+        h_start = tl.load(ckpt_ptr + ckpt_off, mask=mask_dn, other=0.0)
+        t = (c * BLOCK_L + offs_l).to(tl.int64)
+        mask_t = t < L
+        m_dl = mask_d[:, None] & mask_t[None, :]
+        u = tl.load(u_base + offs_d[:, None] * sud + t[None, :] * sul, mask=m_dl, other=0.0).to(tl.float32)
+        dt, raw = _load_dt(d_base, bias_ptr, offs_d, t, mask_d, mask_t, sdb, sdd, sdl, HAS_BIAS, SOFTPLUS)
+        m_ln = mask_t[:, None] & mask_n[None, :]
+        Bv = tl.load(B_ptr + b * sbb + grp_block * sbg + offs_n[None, :] * sbn + t[:, None] * sbl,
+                     mask=m_ln, other=0.0).to(tl.float32)[None, :, :]          # (1, BL, BN)
+        Cv = tl.load(C_ptr + b * scb + grp_block * scg + offs_n[None, :] * scn + t[:, None] * scl,
+                     mask=m_ln, other=0.0).to(tl.float32)[None, :, :]
+        a = tl.exp2(dt[:, :, None] * A2[:, None, :])
+        if HAS_SEQ:
+            reset = _reset(seq_ptr + b * ssb, t, L, ssl, HAS_SEQ)
+            a = tl.where(reset[None, :, None], 0.0, a)
+        x = (dt * u)[:, :, None] * Bv
+        a_cum, h_loc = tl.associative_scan((a, x), axis=1, combine_fn=_combine)
+        hs = h_loc + a_cum * h_start[:, None, :]                              # (BD, BL, BN)
+
+        g = tl.load(dout_ptr + b * sgb + offs_d[:, None] * sgd + t[None, :] * sgl, mask=m_dl,
+                    other=0.0).to(tl.float32)
+        if HAS_Z:
+            zz = tl.load(z_ptr + b * szb + offs_d[:, None] * szd + t[None, :] * szl, mask=m_dl,
+                         other=0.0).to(tl.float32)
+            y_pre = tl.sum(hs * Cv, axis=2)
+            if HAS_D:
+                y_pre += Dv[:, None] * u
+            sig = tl.sigmoid(zz)
+            tl.store(dz_ptr + dl_out + t[None, :], g * y_pre * sig * (1.0 + zz * (1.0 - sig)), mask=m_dl)
+            g = g * zz * sig
+        du = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
+        if HAS_D:
+            dD_acc += tl.sum(g * u, axis=1)
+            du = g * Dv[:, None]
+
+        # a_{t+1} for the adjoint recurrence; the chunk's last step gets 0 and the carry instead.
+        t_next = t + 1
+        dt_next, _ = _load_dt(d_base, bias_ptr, offs_d, t_next, mask_d, t_next < L, sdb, sdd, sdl,
+                              HAS_BIAS, SOFTPLUS)
+        a_next = tl.exp2(dt_next[:, :, None] * A2[:, None, :])
+        if HAS_SEQ:
+            reset_next = _reset(seq_ptr + b * ssb, t_next, L, ssl, HAS_SEQ)
+            a_next = tl.where(reset_next[None, :, None], 0.0, a_next)
+        is_last = (offs_l == BLOCK_L - 1)[None, :, None]
+        a_next = tl.where(is_last, 0.0, a_next)
+        c_loc = Cv * g[:, :, None] + tl.where(is_last, carry[:, None, :], 0.0)
+        _, Gs = tl.associative_scan((a_next, c_loc), axis=1, combine_fn=_combine, reverse=True)
+
+        decay_in = hs - x                                                     # a_t h_{t-1}
+        ddt = tl.sum(Gs * (A[:, None, :] * decay_in + u[:, :, None] * Bv), axis=2)   # (BD, BL)
+        dA_acc += tl.sum(Gs * dt[:, :, None] * decay_in, axis=1)
+        du += tl.sum(Gs * dt[:, :, None] * Bv, axis=2)
+        if SOFTPLUS:
+            ddt = ddt * tl.sigmoid(raw)
+        ddt = tl.where(m_dl, ddt, 0.0)
+        dbias_acc += tl.sum(ddt, axis=1)
+        tl.store(du_ptr + dl_out + t[None, :], du, mask=m_dl)
+        tl.store(ddelta_ptr + dl_out + t[None, :], ddt, mask=m_dl)
+        dB_blk = tl.sum(Gs * (dt * u)[:, :, None], axis=0)                    # (BL, BN)
+        dC_blk = tl.sum(hs * g[:, :, None], axis=0)
+        gn_off = ((b * G + grp_block) * N + offs_n[None, :]) * L + t[:, None]   # (BL, BN) into (B, G, N, L)
+        tl.atomic_add(dB_ptr + gn_off, dB_blk, mask=m_ln)
+        tl.atomic_add(dC_ptr + gn_off, dC_blk, mask=m_ln)
+        carry = tl.sum(tl.where((offs_l == 0)[None, :, None], a * Gs, 0.0), axis=1)   # a_{t0} G_{t0}
+    tl.store(dh0_ptr + state_off, carry, mask=mask_dn)
+    tl.store(dA_ptr + state_off, dA_acc, mask=mask_dn)
+    tl.store(dD_ptr + b * Dm + offs_d, dD_acc, mask=mask_d)
+    tl.store(dbias_ptr + b * Dm + offs_d, dbias_acc, mask=mask_d)
+
+
+# Launch configurations: (BLOCK_D, BLOCK_L, num_warps, num_stages) per direction. The tuning
+# script benchmarks/tune_selective_scan.py measures the candidates; set_config() overrides.
+_CONFIG_OVERRIDE: dict[str, tuple[int, int, int, int]] = {}
+
+
+def set_config(direction: str, block_d: int, block_l: int, num_warps: int, num_stages: int = 1) -> None:
+    """Force the launch configuration of ``direction`` ("fwd" or "bwd"); for tuning."""
+    _CONFIG_OVERRIDE[direction] = (block_d, block_l, num_warps, num_stages)
+
+
+def clear_config() -> None:
+    _CONFIG_OVERRIDE.clear()
+
+
+def _launch_config(direction: str, dim: int, groups: int, n_state: int) -> tuple[int, int, int, int, int]:
+    """``(BLOCK_D, BLOCK_L, BLOCK_N, num_warps, num_stages)``; a block never straddles two
+    groups because dB/dC are reduced per block."""
+    block_n = triton.next_power_of_2(n_state)
+    if direction in _CONFIG_OVERRIDE:
+        block_d, block_l, warps, stages = _CONFIG_OVERRIDE[direction]
+    else:
+        block_d = 4 if block_n <= 16 else (2 if block_n <= 32 else 1)
+        block_l = max(8, min(64, 2048 // (block_d * block_n)))
+        warps, stages = 4, 1
+    while block_d > 1 and (dim // groups) % block_d:
+        block_d //= 2
+    return block_d, block_l, block_n, warps, stages
+
+
+class _SelectiveScanTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus):
+        batch, dim, length = u.shape
+        groups, n_state = B.shape[1], A.shape[1]
+        block_d, block_l, block_n, warps, stages = _launch_config("fwd", dim, groups, n_state)
+        n_chunks = triton.cdiv(length, block_l)
+        out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
+        last = torch.empty(batch, dim, n_state, device=u.device, dtype=torch.float32)
+        ckpt = torch.empty(batch, dim, n_chunks, n_state, device=u.device, dtype=torch.float32)
+        h0 = initial_state.float().contiguous() if initial_state is not None else last
+        z_ = z if z is not None else u
+        seq = seq_idx if seq_idx is not None else torch.zeros(1, 1, dtype=torch.int32, device=u.device)
+        grid = (triton.cdiv(dim, block_d), batch)
+        _fwd_kernel[grid](
+            u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
+            h0, seq, out, last, ckpt, length, dim, n_state, dim // groups,
+            *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(), *out.stride(),
+            *seq.stride(),
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+            HAS_H0=initial_state is not None, HAS_SEQ=seq_idx is not None, SOFTPLUS=bool(softplus),
+            BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt)
+        ctx.softplus = bool(softplus)
+        ctx.has_h0 = initial_state is not None
+        ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
+        ctx.ckpt_block_l = block_l
+        return out, last
+
+    @staticmethod
+    def backward(ctx, dout, dlast):
+        u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt = ctx.saved_tensors
+        batch, dim, length = u.shape
+        groups, n_state = B.shape[1], A.shape[1]
+        block_d, _, block_n, warps, stages = _launch_config("bwd", dim, groups, n_state)
+        block_l = ctx.ckpt_block_l                       # the backward walks the forward's checkpoints
+        dev, f32 = u.device, torch.float32
+        du = torch.empty(batch, dim, length, device=dev, dtype=f32)
+        ddelta = torch.empty_like(du)
+        dz = torch.empty_like(du) if z is not None else du
+        dh0 = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
+        dA = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
+        dD = torch.empty(batch, dim, device=dev, dtype=f32)
+        dbias = torch.empty(batch, dim, device=dev, dtype=f32)
+        dB = torch.zeros(batch, groups, n_state, length, device=dev, dtype=f32)
+        dC = torch.zeros_like(dB)
+        z_ = z if z is not None else u
+        seq = seq_idx if seq_idx is not None else torch.zeros(1, 1, dtype=torch.int32, device=dev)
+        dlast_ = dlast.float().contiguous() if dlast is not None else dh0
+        grid = (triton.cdiv(dim, block_d), batch)
+        _bwd_kernel[grid](
+            u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
+            seq, ckpt, dout, dlast_, du, ddelta, dz, dh0, dA, dD, dbias, dB, dC,
+            length, dim, n_state, dim // groups, groups,
+            *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(),
+            *dout.stride(), *seq.stride(),
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+            HAS_SEQ=seq_idx is not None, HAS_DLAST=dlast is not None, SOFTPLUS=ctx.softplus,
+            BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
+        return (du.to(u.dtype), ddelta.to(delta.dtype), dA.sum(0).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+                dD.sum(0).to(D.dtype) if D is not None else None,
+                dz.to(z.dtype) if z is not None else None,
+                dbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None,
+                dh0.to(ctx.h0_dtype) if ctx.has_h0 else None, None, None)
+
+
+def selective_scan_triton(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                          C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
+                          delta_bias: Optional[torch.Tensor], delta_softplus: bool,
+                          initial_state: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor]
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validated inputs in (B, C grouped ``(B, G, N, L)``), ``(out (B, D, L) in u's dtype,
+    last_state (B, D, N) float32)`` out. Differentiable in every floating input."""
+    return _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx,
+                                      bool(delta_softplus))
