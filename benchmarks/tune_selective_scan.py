@@ -21,11 +21,8 @@ from mambakit.ops import triton_selective_scan as tss  # noqa: E402
 from mambakit.ops.selective_scan import selective_scan  # noqa: E402
 
 SHAPES = [(8, 1536, 2048, 16), (1, 2048, 65536, 16)]
-FWD = [(bd, bl, w, s) for bd, bl, w in [(1, 64, 1), (1, 64, 2), (1, 128, 2), (1, 128, 4), (1, 256, 4),
-                                          (2, 32, 1), (2, 64, 2), (2, 128, 4), (4, 32, 2), (4, 32, 4),
-                                          (4, 64, 4), (8, 16, 4), (8, 32, 4), (8, 64, 8), (16, 16, 4)]
-       for s in (1, 2)]
-BWD_BLOCK_D = [(1, 1), (1, 2), (2, 2), (2, 4), (4, 4), (4, 8), (8, 4), (8, 8)]
+BLOCK_L = (512, 1024, 2048)
+BLOCK_D_WARPS = [(1, 4), (1, 8), (2, 4), (2, 8), (4, 8)]
 
 
 def time_fwd(inp) -> float:
@@ -48,36 +45,21 @@ def main() -> None:
     for shape in SHAPES:
         inp = make_inputs(*shape, torch.bfloat16, requires_grad=True)
         grad = torch.randn(shape[0], shape[1], shape[2], device="cuda", dtype=torch.bfloat16)
-        best = None
-        for bd, bl, w, s in FWD:
-            if bd * bl * 16 > 8192:
-                continue
-            tss.clear_config()
-            tss.set_config("fwd", bd, bl, w, s)
-            try:
-                ms = time_fwd(inp)
-            except Exception as err:  # a config that does not compile (resources) is skipped
-                print(f"  {shape} fwd bd{bd} bl{bl} w{w} s{s}: {type(err).__name__}", flush=True)
-                continue
-            results.append({"shape": shape, "dir": "fwd", "cfg": [bd, bl, w, s], "ms": ms})
-            print(f"  {shape} fwd bd{bd} bl{bl} w{w} s{s}: {ms:.3f} ms", flush=True)
-            if best is None or ms < best[1]:
-                best = ((bd, bl, w, s), ms)
-        print(f"BEST fwd {shape}: {best}", flush=True)
-        for bl in (32, 64, 128):
-            for bd, w in BWD_BLOCK_D:
-                if bd * bl * 16 > 8192:
-                    continue
-                tss.clear_config()
-                tss.set_config("fwd", best[0][0], bl, best[0][2], best[0][3])
-                tss.set_config("bwd", bd, bl, w, 1)
-                try:
-                    ms = time_bwd(inp, grad)
-                except Exception as err:
-                    print(f"  {shape} bwd bd{bd} bl{bl} w{w}: {type(err).__name__}", flush=True)
-                    continue
-                results.append({"shape": shape, "dir": "bwd", "cfg": [bd, bl, w, 1], "ms": ms})
-                print(f"  {shape} bwd bd{bd} bl{bl} w{w}: {ms:.3f} ms", flush=True)
+        for bl in BLOCK_L:
+            for direction in ("fwd", "bwd"):
+                for bd, w in BLOCK_D_WARPS:
+                    if bd * bl > 8192:
+                        continue
+                    tss.clear_config()
+                    tss.set_config("fwd", 1, bl, 4, 1)
+                    tss.set_config(direction, bd, bl, w, 1)
+                    try:
+                        ms = time_fwd(inp) if direction == "fwd" else time_bwd(inp, grad)
+                    except Exception as err:  # a config that does not compile (resources) is skipped
+                        print(f"  {shape} {direction} bd{bd} bl{bl} w{w}: {type(err).__name__}", flush=True)
+                        continue
+                    results.append({"shape": shape, "dir": direction, "cfg": [bd, bl, w, 1], "ms": ms})
+                    print(f"  {shape} {direction} bd{bd} bl{bl} w{w}: {ms:.3f} ms", flush=True)
         del inp
         torch.cuda.empty_cache()
     tss.clear_config()

@@ -69,58 +69,70 @@ def _reset(seq_ptr, t, L, ssl, HAS_SEQ: tl.constexpr):
 
 
 @triton.jit
+def _column(mat, offs_n, n):
+    """Column ``n`` of a ``(BLOCK_D, BLOCK_N)`` register tile, as ``(BLOCK_D,)``."""
+    return tl.sum(tl.where(offs_n[None, :] == n, mat, 0.0), axis=1)
+
+
+@triton.jit
+def _set_column(mat, offs_n, n, col):
+    return tl.where(offs_n[None, :] == n, col[:, None], mat)
+
+
+@triton.jit
 def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, seq_ptr,
                 out_ptr, last_ptr, ckpt_ptr,
-                L, Dm, N, dg,
+                L, Dm, dg,
                 sub, sud, sul, sdb, sdd, sdl, sad, san,
                 sbb, sbg, sbn, sbl, scb, scg, scn, scl,
                 szb, szd, szl, sob, sod, sol, ssb, ssl,
                 HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                 HAS_H0: tl.constexpr, HAS_SEQ: tl.constexpr, SOFTPLUS: tl.constexpr,
-                BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
+                N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
                 NUM_STAGES: tl.constexpr):
+    # Program = BLOCK_D channels of one batch element; the time axis of a chunk is spread over
+    # the threads and scanned in parallel, one state index n at a time.
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     offs_d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)        # int64: D*L can pass 2**31
     offs_n = tl.arange(0, BLOCK_N)
     offs_l = tl.arange(0, BLOCK_L)
     mask_d = offs_d < Dm
-    mask_n = offs_n < N
-    mask_dn = mask_d[:, None] & mask_n[None, :]
-    grp_block = ((pid_d * BLOCK_D) // dg).to(tl.int64)                        # one group per block
-    A = tl.load(A_ptr + offs_d[:, None] * sad + offs_n[None, :] * san, mask=mask_dn, other=0.0).to(tl.float32)
-    A2 = A * 1.4426950408889634                                               # exp(x) = exp2(x log2 e)
+    mask_dn = mask_d[:, None] & (offs_n < N)[None, :]
+    grp = ((pid_d * BLOCK_D) // dg).to(tl.int64)                              # one group per block
     n_chunks = tl.cdiv(L, BLOCK_L)
     state_off = (b * Dm + offs_d[:, None]) * N + offs_n[None, :]              # (BD, BN) into (B, D, N)
     if HAS_H0:
-        h = tl.load(h0_ptr + state_off, mask=mask_dn, other=0.0).to(tl.float32)
+        h_carry = tl.load(h0_ptr + state_off, mask=mask_dn, other=0.0).to(tl.float32)
     else:
-        h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+        h_carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    u_base = u_ptr + b * sub
-    d_base = delta_ptr + b * sdb
     for c in tl.range(0, n_chunks, num_stages=NUM_STAGES):
         ckpt_off = ((b * Dm + offs_d[:, None]) * n_chunks + c) * N + offs_n[None, :]
-        tl.store(ckpt_ptr + ckpt_off, h, mask=mask_dn)
+        tl.store(ckpt_ptr + ckpt_off, h_carry, mask=mask_dn)
         t = (c * BLOCK_L + offs_l).to(tl.int64)                               # (BL,)
         mask_t = t < L
         m_dl = mask_d[:, None] & mask_t[None, :]
-        u = tl.load(u_base + offs_d[:, None] * sud + t[None, :] * sul, mask=m_dl, other=0.0).to(tl.float32)
-        dt, _ = _load_dt(d_base, bias_ptr, offs_d, t, mask_d, mask_t, sdb, sdd, sdl, HAS_BIAS, SOFTPLUS)
-        m_ln = mask_t[:, None] & mask_n[None, :]
-        Bv = tl.load(B_ptr + b * sbb + grp_block * sbg + offs_n[None, :] * sbn + t[:, None] * sbl,
-                     mask=m_ln, other=0.0).to(tl.float32)[None, :, :]          # (1, BL, BN)
-        Cv = tl.load(C_ptr + b * scb + grp_block * scg + offs_n[None, :] * scn + t[:, None] * scl,
-                     mask=m_ln, other=0.0).to(tl.float32)[None, :, :]
-        a = tl.exp2(dt[:, :, None] * A2[:, None, :])                            # (BD, BL, BN)
+        u = tl.load(u_ptr + b * sub + offs_d[:, None] * sud + t[None, :] * sul, mask=m_dl, other=0.0).to(tl.float32)
+        dt, _ = _load_dt(delta_ptr + b * sdb, bias_ptr, offs_d, t, mask_d, mask_t, sdb, sdd, sdl,
+                         HAS_BIAS, SOFTPLUS)                                  # (BD, BL)
+        dtu = dt * u
         if HAS_SEQ:
-            reset = _reset(seq_ptr + b * ssb, t, L, ssl, HAS_SEQ)
-            a = tl.where(reset[None, :, None], 0.0, a)
-        x = (dt * u)[:, :, None] * Bv
-        a_cum, h_loc = tl.associative_scan((a, x), axis=1, combine_fn=_combine)
-        hs = h_loc + a_cum * h[:, None, :]                                    # (BD, BL, BN)
-        y = tl.sum(hs * Cv, axis=2)                                           # (BD, BL)
+            reset = _reset(seq_ptr + b * ssb, t, L, ssl, HAS_SEQ)[None, :]
+        y = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
+        for n in tl.static_range(N):
+            A_n = tl.load(A_ptr + offs_d * sad + n * san, mask=mask_d, other=0.0).to(tl.float32)
+            B_n = tl.load(B_ptr + b * sbb + grp * sbg + n * sbn + t * sbl, mask=mask_t, other=0.0).to(tl.float32)
+            C_n = tl.load(C_ptr + b * scb + grp * scg + n * scn + t * scl, mask=mask_t, other=0.0).to(tl.float32)
+            a = tl.exp2(dt * (A_n * 1.4426950408889634)[:, None])                # (BD, BL)
+            if HAS_SEQ:
+                a = tl.where(reset, 0.0, a)
+            a_cum, h_loc = tl.associative_scan((a, dtu * B_n[None, :]), axis=1, combine_fn=_combine)
+            h = h_loc + a_cum * _column(h_carry, offs_n, n)[:, None]
+            y += h * C_n[None, :]
+            h_end = tl.sum(tl.where((offs_l == BLOCK_L - 1)[None, :], h, 0.0), axis=1)
+            h_carry = _set_column(h_carry, offs_n, n, h_end)
         if HAS_D:
             y += Dv[:, None] * u
         if HAS_Z:
@@ -129,49 +141,45 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
             y = y * zz * tl.sigmoid(zz)
         tl.store(out_ptr + b * sob + offs_d[:, None] * sod + t[None, :] * sol,
                  y.to(out_ptr.dtype.element_ty), mask=m_dl)
-        h = tl.sum(tl.where((offs_l == BLOCK_L - 1)[None, :, None], hs, 0.0), axis=1)
-    tl.store(last_ptr + state_off, h, mask=mask_dn)
+    tl.store(last_ptr + state_off, h_carry, mask=mask_dn)
 
 
 @triton.jit
 def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, seq_ptr,
                 ckpt_ptr, dout_ptr, dlast_ptr,
                 du_ptr, ddelta_ptr, dz_ptr, dh0_ptr, dA_ptr, dD_ptr, dbias_ptr, dB_ptr, dC_ptr,
-                L, Dm, N, dg, G,
+                L, Dm, dg, G,
                 sub, sud, sul, sdb, sdd, sdl, sad, san,
                 sbb, sbg, sbn, sbl, scb, scg, scn, scl,
                 szb, szd, szl, sgb, sgd, sgl, ssb, ssl,
                 HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                 HAS_SEQ: tl.constexpr, HAS_DLAST: tl.constexpr, SOFTPLUS: tl.constexpr,
-                BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
+                N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
                 NUM_STAGES: tl.constexpr):
     # Gradient outputs are contiguous: du, ddelta, dz (B, D, L); dA (B, D, N) partial per batch;
     # dD, dbias (B, D) partial; dB, dC (B, G, N, L) float32 accumulated with atomics; dh0 (B, D, N).
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
-    offs_d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)        # int64: D*L can pass 2**31
+    offs_d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)
     offs_n = tl.arange(0, BLOCK_N)
     offs_l = tl.arange(0, BLOCK_L)
     mask_d = offs_d < Dm
-    mask_n = offs_n < N
-    mask_dn = mask_d[:, None] & mask_n[None, :]
-    grp_block = ((pid_d * BLOCK_D) // dg).to(tl.int64)                        # one group per block
-    A = tl.load(A_ptr + offs_d[:, None] * sad + offs_n[None, :] * san, mask=mask_dn, other=0.0).to(tl.float32)
-    A2 = A * 1.4426950408889634
+    mask_dn = mask_d[:, None] & (offs_n < N)[None, :]
+    grp = ((pid_d * BLOCK_D) // dg).to(tl.int64)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     n_chunks = tl.cdiv(L, BLOCK_L)
     state_off = (b * Dm + offs_d[:, None]) * N + offs_n[None, :]
     if HAS_DLAST:
-        carry = tl.load(dlast_ptr + state_off, mask=mask_dn, other=0.0).to(tl.float32)
+        g_carry = tl.load(dlast_ptr + state_off, mask=mask_dn, other=0.0).to(tl.float32)
     else:
-        carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+        g_carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     dA_acc = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     dD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     dbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    u_base = u_ptr + b * sub
-    d_base = delta_ptr + b * sdb
     dl_out = (b * Dm + offs_d[:, None]) * L                                   # (BD, 1) rows of (B, D, L)
+    is_last = (offs_l == BLOCK_L - 1)[None, :]
+    is_first = (offs_l == 0)[None, :]
     for i in tl.range(0, n_chunks, num_stages=NUM_STAGES):
         c = n_chunks - 1 - i
         ckpt_off = ((b * Dm + offs_d[:, None]) * n_chunks + c) * N + offs_n[None, :]
@@ -179,67 +187,70 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
         t = (c * BLOCK_L + offs_l).to(tl.int64)
         mask_t = t < L
         m_dl = mask_d[:, None] & mask_t[None, :]
-        u = tl.load(u_base + offs_d[:, None] * sud + t[None, :] * sul, mask=m_dl, other=0.0).to(tl.float32)
-        dt, raw = _load_dt(d_base, bias_ptr, offs_d, t, mask_d, mask_t, sdb, sdd, sdl, HAS_BIAS, SOFTPLUS)
-        m_ln = mask_t[:, None] & mask_n[None, :]
-        Bv = tl.load(B_ptr + b * sbb + grp_block * sbg + offs_n[None, :] * sbn + t[:, None] * sbl,
-                     mask=m_ln, other=0.0).to(tl.float32)[None, :, :]          # (1, BL, BN)
-        Cv = tl.load(C_ptr + b * scb + grp_block * scg + offs_n[None, :] * scn + t[:, None] * scl,
-                     mask=m_ln, other=0.0).to(tl.float32)[None, :, :]
-        a = tl.exp2(dt[:, :, None] * A2[:, None, :])
+        u = tl.load(u_ptr + b * sub + offs_d[:, None] * sud + t[None, :] * sul, mask=m_dl, other=0.0).to(tl.float32)
+        dt, raw = _load_dt(delta_ptr + b * sdb, bias_ptr, offs_d, t, mask_d, mask_t, sdb, sdd, sdl,
+                           HAS_BIAS, SOFTPLUS)
+        dtu = dt * u
+        t_next = t + 1
+        dt_next, _ = _load_dt(delta_ptr + b * sdb, bias_ptr, offs_d, t_next, mask_d, t_next < L, sdb, sdd, sdl,
+                              HAS_BIAS, SOFTPLUS)
         if HAS_SEQ:
-            reset = _reset(seq_ptr + b * ssb, t, L, ssl, HAS_SEQ)
-            a = tl.where(reset[None, :, None], 0.0, a)
-        x = (dt * u)[:, :, None] * Bv
-        a_cum, h_loc = tl.associative_scan((a, x), axis=1, combine_fn=_combine)
-        hs = h_loc + a_cum * h_start[:, None, :]                              # (BD, BL, BN)
-
+            reset = _reset(seq_ptr + b * ssb, t, L, ssl, HAS_SEQ)[None, :]
+            reset_next = _reset(seq_ptr + b * ssb, t_next, L, ssl, HAS_SEQ)[None, :]
         g = tl.load(dout_ptr + b * sgb + offs_d[:, None] * sgd + t[None, :] * sgl, mask=m_dl,
                     other=0.0).to(tl.float32)
         if HAS_Z:
             zz = tl.load(z_ptr + b * szb + offs_d[:, None] * szd + t[None, :] * szl, mask=m_dl,
                          other=0.0).to(tl.float32)
-            y_pre = tl.sum(hs * Cv, axis=2)
+            sig = tl.sigmoid(zz)
+            gy = g * zz * sig
+        else:
+            gy = g
+        y_pre = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
+        du = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
+        ddt = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
+        for n in tl.static_range(N):
+            A_n = tl.load(A_ptr + offs_d * sad + n * san, mask=mask_d, other=0.0).to(tl.float32)
+            A2_n = (A_n * 1.4426950408889634)[:, None]
+            B_n = tl.load(B_ptr + b * sbb + grp * sbg + n * sbn + t * sbl, mask=mask_t, other=0.0).to(tl.float32)
+            C_n = tl.load(C_ptr + b * scb + grp * scg + n * scn + t * scl, mask=mask_t, other=0.0).to(tl.float32)
+            a = tl.exp2(dt * A2_n)
+            a_next = tl.exp2(dt_next * A2_n)
+            if HAS_SEQ:
+                a = tl.where(reset, 0.0, a)
+                a_next = tl.where(reset_next, 0.0, a_next)
+            x = dtu * B_n[None, :]
+            a_cum, h_loc = tl.associative_scan((a, x), axis=1, combine_fn=_combine)
+            h = h_loc + a_cum * _column(h_start, offs_n, n)[:, None]           # (BD, BL)
+            if HAS_Z:
+                y_pre += h * C_n[None, :]
+            # adjoint: G_t = C_t gy_t + a_{t+1} G_{t+1}; the chunk's last step takes the carry
+            a_next = tl.where(is_last, 0.0, a_next)
+            c_loc = gy * C_n[None, :] + tl.where(is_last, _column(g_carry, offs_n, n)[:, None], 0.0)
+            _, Gs = tl.associative_scan((a_next, c_loc), axis=1, combine_fn=_combine, reverse=True)
+            decay_in = h - x                                                   # a_t h_{t-1}
+            ddt += Gs * (A_n[:, None] * decay_in + u * B_n[None, :])
+            du += Gs * dt * B_n[None, :]
+            dA_acc = _set_column(dA_acc, offs_n, n, _column(dA_acc, offs_n, n)
+                                 + tl.sum(Gs * dt * decay_in, axis=1))
+            gn_off = ((b * G + grp) * N + n) * L + t                           # (BL,) into (B, G, N, L)
+            tl.atomic_add(dB_ptr + gn_off, tl.sum(Gs * dtu, axis=0), mask=mask_t)
+            tl.atomic_add(dC_ptr + gn_off, tl.sum(h * gy, axis=0), mask=mask_t)
+            g_carry = _set_column(g_carry, offs_n, n, tl.sum(tl.where(is_first, a * Gs, 0.0), axis=1))
+        if HAS_Z:
             if HAS_D:
                 y_pre += Dv[:, None] * u
-            sig = tl.sigmoid(zz)
             tl.store(dz_ptr + dl_out + t[None, :], g * y_pre * sig * (1.0 + zz * (1.0 - sig)), mask=m_dl)
-            g = g * zz * sig
-        du = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
         if HAS_D:
-            dD_acc += tl.sum(g * u, axis=1)
-            du = g * Dv[:, None]
-
-        # a_{t+1} for the adjoint recurrence; the chunk's last step gets 0 and the carry instead.
-        t_next = t + 1
-        dt_next, _ = _load_dt(d_base, bias_ptr, offs_d, t_next, mask_d, t_next < L, sdb, sdd, sdl,
-                              HAS_BIAS, SOFTPLUS)
-        a_next = tl.exp2(dt_next[:, :, None] * A2[:, None, :])
-        if HAS_SEQ:
-            reset_next = _reset(seq_ptr + b * ssb, t_next, L, ssl, HAS_SEQ)
-            a_next = tl.where(reset_next[None, :, None], 0.0, a_next)
-        is_last = (offs_l == BLOCK_L - 1)[None, :, None]
-        a_next = tl.where(is_last, 0.0, a_next)
-        c_loc = Cv * g[:, :, None] + tl.where(is_last, carry[:, None, :], 0.0)
-        _, Gs = tl.associative_scan((a_next, c_loc), axis=1, combine_fn=_combine, reverse=True)
-
-        decay_in = hs - x                                                     # a_t h_{t-1}
-        ddt = tl.sum(Gs * (A[:, None, :] * decay_in + u[:, :, None] * Bv), axis=2)   # (BD, BL)
-        dA_acc += tl.sum(Gs * dt[:, :, None] * decay_in, axis=1)
-        du += tl.sum(Gs * dt[:, :, None] * Bv, axis=2)
+            dD_acc += tl.sum(tl.where(m_dl, gy * u, 0.0), axis=1)
+            du += gy * Dv[:, None]
         if SOFTPLUS:
             ddt = ddt * tl.sigmoid(raw)
         ddt = tl.where(m_dl, ddt, 0.0)
         dbias_acc += tl.sum(ddt, axis=1)
         tl.store(du_ptr + dl_out + t[None, :], du, mask=m_dl)
         tl.store(ddelta_ptr + dl_out + t[None, :], ddt, mask=m_dl)
-        dB_blk = tl.sum(Gs * (dt * u)[:, :, None], axis=0)                    # (BL, BN)
-        dC_blk = tl.sum(hs * g[:, :, None], axis=0)
-        gn_off = ((b * G + grp_block) * N + offs_n[None, :]) * L + t[:, None]   # (BL, BN) into (B, G, N, L)
-        tl.atomic_add(dB_ptr + gn_off, dB_blk, mask=m_ln)
-        tl.atomic_add(dC_ptr + gn_off, dC_blk, mask=m_ln)
-        carry = tl.sum(tl.where((offs_l == 0)[None, :, None], a * Gs, 0.0), axis=1)   # a_{t0} G_{t0}
-    tl.store(dh0_ptr + state_off, carry, mask=mask_dn)
+    tl.store(dh0_ptr + state_off, g_carry, mask=mask_dn)
     tl.store(dA_ptr + state_off, dA_acc, mask=mask_dn)
     tl.store(dD_ptr + b * Dm + offs_d, dD_acc, mask=mask_d)
     tl.store(dbias_ptr + b * Dm + offs_d, dbias_acc, mask=mask_d)
@@ -259,16 +270,16 @@ def clear_config() -> None:
     _CONFIG_OVERRIDE.clear()
 
 
-def _launch_config(direction: str, dim: int, groups: int, n_state: int) -> tuple[int, int, int, int, int]:
+def _launch_config(direction: str, dim: int, groups: int, n_state: int, length: int
+                   ) -> tuple[int, int, int, int, int]:
     """``(BLOCK_D, BLOCK_L, BLOCK_N, num_warps, num_stages)``; a block never straddles two
     groups because dB/dC are reduced per block."""
     block_n = triton.next_power_of_2(n_state)
     if direction in _CONFIG_OVERRIDE:
         block_d, block_l, warps, stages = _CONFIG_OVERRIDE[direction]
-    else:
-        block_d = 4 if block_n <= 16 else (2 if block_n <= 32 else 1)
-        block_l = max(8, min(64, 2048 // (block_d * block_n)))
-        warps, stages = 4, 1
+    else:  # measured on an H100 (benchmarks/tune_selective_scan.py, 2026-11-23)
+        block_d, block_l, warps, stages = (2, 1024, 4, 1) if direction == "fwd" else (1, 1024, 4, 1)
+    block_l = min(block_l, max(16, triton.next_power_of_2(length)))
     while block_d > 1 and (dim // groups) % block_d:
         block_d //= 2
     return block_d, block_l, block_n, warps, stages
@@ -279,7 +290,7 @@ class _SelectiveScanTriton(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus):
         batch, dim, length = u.shape
         groups, n_state = B.shape[1], A.shape[1]
-        block_d, block_l, block_n, warps, stages = _launch_config("fwd", dim, groups, n_state)
+        block_d, block_l, block_n, warps, stages = _launch_config("fwd", dim, groups, n_state, length)
         n_chunks = triton.cdiv(length, block_l)
         out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
         last = torch.empty(batch, dim, n_state, device=u.device, dtype=torch.float32)
@@ -290,12 +301,12 @@ class _SelectiveScanTriton(torch.autograd.Function):
         grid = (triton.cdiv(dim, block_d), batch)
         _fwd_kernel[grid](
             u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
-            h0, seq, out, last, ckpt, length, dim, n_state, dim // groups,
+            h0, seq, out, last, ckpt, length, dim, dim // groups,
             *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(), *out.stride(),
             *seq.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
             HAS_H0=initial_state is not None, HAS_SEQ=seq_idx is not None, SOFTPLUS=bool(softplus),
-            BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
+            N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt)
         ctx.softplus = bool(softplus)
         ctx.has_h0 = initial_state is not None
@@ -308,7 +319,7 @@ class _SelectiveScanTriton(torch.autograd.Function):
         u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt = ctx.saved_tensors
         batch, dim, length = u.shape
         groups, n_state = B.shape[1], A.shape[1]
-        block_d, _, block_n, warps, stages = _launch_config("bwd", dim, groups, n_state)
+        block_d, _, block_n, warps, stages = _launch_config("bwd", dim, groups, n_state, length)
         block_l = ctx.ckpt_block_l                       # the backward walks the forward's checkpoints
         dev, f32 = u.device, torch.float32
         du = torch.empty(batch, dim, length, device=dev, dtype=f32)
@@ -327,12 +338,12 @@ class _SelectiveScanTriton(torch.autograd.Function):
         _bwd_kernel[grid](
             u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
             seq, ckpt, dout, dlast_, du, ddelta, dz, dh0, dA, dD, dbias, dB, dC,
-            length, dim, n_state, dim // groups, groups,
+            length, dim, dim // groups, groups,
             *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(),
             *dout.stride(), *seq.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
             HAS_SEQ=seq_idx is not None, HAS_DLAST=dlast is not None, SOFTPLUS=ctx.softplus,
-            BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
+            N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
         return (du.to(u.dtype), ddelta.to(delta.dtype), dA.sum(0).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
                 dD.sum(0).to(D.dtype) if D is not None else None,
                 dz.to(z.dtype) if z is not None else None,

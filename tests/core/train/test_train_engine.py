@@ -1,0 +1,151 @@
+"""fit / evaluate: resume equivalence, NaN stop, gradient accumulation, checkpoints, inputs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, roc_auc_score
+from torch.utils.data import IterableDataset
+
+from _train_helpers import TokenClassData, ce_loss, make_model, max_abs_diff, state_of, tiny_config
+from mambakit.train import NonFiniteLossError, evaluate, fit, latest_checkpoint, list_checkpoints
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashingLoss:
+    """``ce_loss`` that raises on its ``crash_at``-th call (a simulated kill mid-run)."""
+
+    def __init__(self, crash_at: int) -> None:
+        self.calls, self.crash_at = 0, crash_at
+
+    def __call__(self, logits, y):
+        self.calls += 1
+        if self.calls == self.crash_at:
+            raise Crash("simulated interruption")
+        return ce_loss(logits, y)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    # dropout (RNG), EMA, grad accumulation and two epochs: every piece of state must come back
+    kwargs = dict(max_steps=10, batch_size=8, grad_accum=2, save_every=3, eval_every=5, ema_decay=0.8,
+                  keep_last=5)
+    train, val = TokenClassData(40), TokenClassData(10, seed=1)   # 5 steps per epoch
+    full = make_model(dropout=0.2)
+    ref = fit(full, train, val, loss_fn=ce_loss, metrics=["accuracy"], config=tiny_config(tmp_path / "a", **kwargs))
+
+    model = make_model(dropout=0.2)
+    # loss calls: 10 (steps 1-5) + 3 (eval at 5) + 4 (steps 6-7), so call 18 dies inside step 8;
+    # the last checkpoint is step 6
+    with pytest.raises(Crash):
+        fit(model, train, val, loss_fn=CrashingLoss(18), metrics=["accuracy"],
+            config=tiny_config(tmp_path / "b", **kwargs))
+    assert latest_checkpoint(tmp_path / "b" / "checkpoints").name == "step-00000006"
+
+    resumed_model = make_model(seed=123, dropout=0.2)   # different init: everything comes from the checkpoint
+    res = fit(resumed_model, train, val, loss_fn=ce_loss, metrics=["accuracy"],
+              config=tiny_config(tmp_path / "b", **kwargs), resume=True)
+    assert res.resumed_from.name == "step-00000006" and res.step == 10
+    assert max_abs_diff(state_of(full), state_of(resumed_model)) <= 1e-6
+    assert res.final_metrics == pytest.approx(ref.final_metrics, abs=1e-6)
+    # the history file keeps what happened before the checkpoint and continues after it
+    lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in lines if r["split"] == "eval"]
+    assert steps == [5, 10]
+
+
+def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
+    cfg = tiny_config(tmp_path, max_steps=2)
+    fit(make_model(), TokenClassData(16), loss_fn=ce_loss, config=cfg)
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        fit(make_model(), TokenClassData(16), loss_fn=ce_loss, config=cfg)
+
+
+class NaNAfter:
+    def __init__(self, good_calls: int) -> None:
+        self.calls, self.good_calls = 0, good_calls
+
+    def __call__(self, logits, y):
+        self.calls += 1
+        loss = ce_loss(logits, y)
+        return loss * float("nan") if self.calls > self.good_calls else loss
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path, max_steps=10, save_every=2)
+    model = make_model()
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 6.*step-00000004"):
+        fit(model, TokenClassData(40), loss_fn=NaNAfter(5), config=cfg)
+    found = list_checkpoints(tmp_path / "checkpoints")
+    assert [p.name for p in found] == ["step-00000002", "step-00000004"]
+    # the weights were not touched by the NaN step: still finite, and loadable from the checkpoint
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["error"] == "non-finite loss"
+
+
+def test_grad_accumulation_matches_the_large_batch(tmp_path):
+    data = TokenClassData(32)
+    a, b = make_model(), make_model()
+    fit(a, data, loss_fn=ce_loss, config=tiny_config(tmp_path / "a", max_steps=4, batch_size=8, grad_accum=1))
+    fit(b, data, loss_fn=ce_loss, config=tiny_config(tmp_path / "b", max_steps=4, batch_size=8, grad_accum=2))
+    assert max_abs_diff(state_of(a), state_of(b)) < 1e-6
+
+
+def test_fit_writes_history_checkpoints_and_best(tmp_path):
+    cfg = tiny_config(tmp_path, max_steps=6, eval_every=3, metric_for_best="accuracy", keep_last=1)
+    result = fit(make_model(), TokenClassData(24), TokenClassData(9, seed=2), loss_fn=ce_loss,
+                 metrics=["accuracy", "f1"], config=cfg)
+    assert (tmp_path / "train_config.json").is_file()
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step-00000006"]
+    best = json.loads((tmp_path / "checkpoints" / "best" / "metrics.json").read_text())
+    assert best["step"] == result.best_step and best["accuracy"] == result.best_metric
+    train_records = [r for r in result.history if r["split"] == "train"]
+    assert {"loss", "lr", "samples_per_s", "grad_norm"} <= set(train_records[0])
+    assert set(result.final_metrics) == {"loss", "accuracy", "f1"}
+
+
+def test_evaluate_uses_the_full_set_not_batch_averages():
+    model = make_model().eval()
+    data = TokenClassData(23, seed=3)
+    out = evaluate(model, data, ce_loss, ["accuracy", "roc_auc"], batch_size=5, device="cpu")
+    with torch.no_grad():
+        logits = model(data.x)
+    y = data.y.numpy()
+    assert out["accuracy"] == pytest.approx(accuracy_score(y, logits.argmax(1).numpy()))
+    assert out["roc_auc"] == pytest.approx(roc_auc_score(y, logits.softmax(1)[:, 1].numpy()))
+    assert out["loss"] == pytest.approx(float(ce_loss(logits, data.y)), abs=1e-6)
+
+
+class Stream(IterableDataset):
+    def __iter__(self):
+        yield torch.zeros(3), torch.zeros(())
+
+
+def test_bad_inputs_raise_clear_errors(tmp_path):
+    cfg = tiny_config(tmp_path)
+    with pytest.raises(TypeError, match="map-style"):
+        fit(make_model(), Stream(), loss_fn=ce_loss, config=cfg)
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        fit(make_model(), TokenClassData(4), loss_fn=ce_loss, config=cfg)
+    with pytest.raises(ValueError, match="scalar"):
+        fit(make_model(), TokenClassData(16), loss_fn=lambda o, y: o.sum(1), config=tiny_config(tmp_path / "c"))
+    with pytest.raises(ValueError, match="unknown metric"):
+        fit(make_model(), TokenClassData(16), loss_fn=ce_loss, metrics=["acc"], config=tiny_config(tmp_path / "d"))
+    with pytest.raises(ValueError, match="metric_for_best"):
+        fit(make_model(), TokenClassData(16), TokenClassData(4), loss_fn=ce_loss,
+            config=tiny_config(tmp_path / "e", metric_for_best="mcc"))
+    with pytest.raises(ValueError, match="divisible"):
+        fit(make_model(), TokenClassData(16), loss_fn=ce_loss, config=tiny_config(tmp_path / "f", batch_size=6,
+                                                                                  grad_accum=4))
+
+
+def test_bf16_autocast_on_cpu_trains(tmp_path):
+    model = make_model()
+    result = fit(model, TokenClassData(16), loss_fn=ce_loss,
+                 config=tiny_config(tmp_path, max_steps=2, precision="bf16"))
+    assert np.isfinite(result.history[-1]["loss"])
