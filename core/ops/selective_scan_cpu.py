@@ -231,6 +231,8 @@ class _SelectiveScanCPU(torch.autograd.Function):
         return (*grads, None, None)
 
 
+# torch.compile cannot trace into the kernel launch; it calls it as an opaque function.
+@torch.compiler.disable
 def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                        C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
                        delta_bias: Optional[torch.Tensor], delta_softplus: bool,

@@ -351,6 +351,8 @@ class _SelectiveScanTriton(torch.autograd.Function):
                 dh0.to(ctx.h0_dtype) if ctx.has_h0 else None, None, None)
 
 
+# torch.compile cannot trace into the kernel launch; it calls it as an opaque function.
+@torch.compiler.disable
 def selective_scan_triton(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                           C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
                           delta_bias: Optional[torch.Tensor], delta_softplus: bool,
