@@ -263,8 +263,13 @@ def cmd_demo(args) -> int:
                                          "real genomes, evaluate it and generate (until the app exists).")
         parser.add_argument("--steps", type=int, default=60, help="training steps (default 60, about a minute)")
         parser.add_argument("--new-tokens", type=int, default=64, help="bases to generate")
+        parser.add_argument("--output-dir", default="runs/demo-dna", help="where checkpoints go")
         opts = parser.parse_args(list(args.args))
-        run(steps=opts.steps, new_tokens=opts.new_tokens)
+        try:
+            run(steps=opts.steps, new_tokens=opts.new_tokens, output_dir=opts.output_dir)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_ERROR
         return 0
     result = launch(list(args.args))
     return int(result or 0)

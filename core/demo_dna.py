@@ -7,7 +7,9 @@ and reports how many generated bases match the real genome.
 """
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import torch
 
@@ -22,6 +24,9 @@ def run(steps: int = 60, prompt_len: int = 256, new_tokens: int = 64, output_dir
     """Train, evaluate, generate; print a report and return its numbers."""
     if steps < 1 or prompt_len < 1 or new_tokens < 1:
         raise ValueError("steps, prompt_len and new_tokens must be >= 1")
+    # The demo's checkpoints are throw-away: each run starts from scratch in its own folder.
+    if (Path(output_dir) / "checkpoints").is_dir():
+        shutil.rmtree(Path(output_dir) / "checkpoints")
     config = apply_overrides(default_config(), [f"max_steps={steps}", f"output_dir={output_dir}",
                                                 "eval_every=0", "quiet=true", "data.eval_windows=64"])
     seed_everything(config.seed)

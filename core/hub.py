@@ -76,6 +76,8 @@ class PretrainedMixin:
             data = json.loads(config_path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{config_path} is not valid JSON: {err}") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{config_path}: expected a JSON object, got {type(data).__name__}")
         data.update(config_overrides)
         model = cls(cls.config_class.from_dict(data))
         weights = directory / WEIGHTS_NAME

@@ -96,6 +96,8 @@ class Permutation(ScanOrder):
 
     def index(self, length: int, device: torch.device | str = "cpu") -> torch.Tensor:
         perm = self._perm(length) if callable(self._perm) else self._perm
+        if callable(self._perm):
+            check_permutation(perm)
         if perm.shape[-1] != length:
             raise ValueError(f"scan order {self.name!r}: permutation has length {perm.shape[-1]}, "
                              f"the sequence has length {length}")
@@ -114,13 +116,21 @@ def check_permutation(perm: torch.Tensor) -> None:
         raise ValueError("permutation: each row must contain every index 0..L-1 exactly once")
 
 
+def _check_batch(x: torch.Tensor, perm: torch.Tensor) -> None:
+    if perm.dim() == 2 and perm.shape[0] != x.shape[0]:
+        raise ValueError(f"scan order: per-sample permutations for batch {perm.shape[0]}, "
+                         f"the input has batch {x.shape[0]}")
+
+
 def _gather_time(x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    _check_batch(x, perm)
     if perm.dim() == 1:
         return x.index_select(1, perm)
     return torch.gather(x, 1, perm.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 def _scatter_time(y: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    _check_batch(y, perm)
     if perm.dim() == 1:
         return y.index_select(1, torch.argsort(perm))
     out = torch.empty_like(y)

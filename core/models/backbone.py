@@ -109,8 +109,8 @@ class MambaBackbone(PretrainedMixin, nn.Module):
                 raise TypeError("this backbone has no embedding (vocab_size=0): pass features (B, L, d_model)")
             if x.dim() != 2:
                 raise ValueError(f"input_ids: expected shape (B, L), got {tuple(x.shape)}")
-            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.embedding.num_embeddings):
-                raise ValueError(f"input_ids: ids must lie in [0, {self.embedding.num_embeddings}), "
+            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.config.vocab_size):
+                raise ValueError(f"input_ids: ids must lie in [0, {self.config.vocab_size}), "
                                  f"got range [{int(x.min())}, {int(x.max())}]")
             return self.embedding(x)
         if not x.dtype.is_floating_point:

@@ -41,8 +41,14 @@ class MambaConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if self.vocab_size < 0 or self.d_intermediate < 0:
-            raise ValueError("vocab_size and d_intermediate must be >= 0")
+        for name in ("vocab_size", "d_intermediate"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
+        if not isinstance(self.pad_vocab_size_multiple, int) or self.pad_vocab_size_multiple <= 0:
+            raise ValueError(f"pad_vocab_size_multiple: expected a positive int, got {self.pad_vocab_size_multiple!r}")
+        if self.merge not in ("sum", "mean", "concat"):
+            raise ValueError(f"merge: expected 'sum', 'mean' or 'concat', got {self.merge!r}")
         layer = self.ssm_cfg.get("layer", "Mamba1")
         if layer not in ("Mamba1", "Mamba2"):
             raise ValueError(f"ssm_cfg['layer']: expected 'Mamba1' or 'Mamba2', got {layer!r}")

@@ -67,6 +67,8 @@ class MambaLMHeadModel(PretrainedMixin, nn.Module):
             raise ValueError(f"max_length={max_length} is shorter than the prompt ({input_ids.shape[1]})")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if top_k < 0 or not 0.0 <= top_p <= 1.0:
+            raise ValueError(f"expected top_k >= 0 and 0 <= top_p <= 1, got top_k={top_k}, top_p={top_p}")
         batch = input_ids.shape[0]
         cache = self.allocate_inference_cache(batch, input_ids.shape[1] + new_tokens)
         logits = self(input_ids, inference_params=cache, num_last_tokens=1)[:, -1]

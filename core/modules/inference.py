@@ -12,6 +12,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from ..ops._checks import check_finite
+
 
 @dataclass
 class InferenceParams:
@@ -64,6 +66,7 @@ def check_step_input(hidden_states: torch.Tensor, d_model: int, conv_state: torc
         raise ValueError("hidden_states: expected at least one token, got T = 0")
     if not hidden_states.dtype.is_floating_point:
         raise TypeError(f"hidden_states: expected a floating-point tensor, got {hidden_states.dtype}")
+    check_finite("hidden_states", hidden_states)
     for name, s in (("conv_state", conv_state), ("ssm_state", ssm_state)):
         if s.shape[0] != hidden_states.shape[0]:
             raise ValueError(f"{name}: batch {s.shape[0]} does not match hidden_states batch "

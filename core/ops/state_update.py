@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_shape, check_tensor
+from ._checks import check_finite, check_shape, check_tensor
 
 
 def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
@@ -37,6 +37,12 @@ def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tenso
     if z is not None:
         check_tensor("z", z, ndim=2)
         check_shape("z", z, (batch, dim))
+    for name, t in (("D", D), ("dt_bias", dt_bias)):
+        if t is not None:
+            check_tensor(name, t, ndim=1)
+            check_shape(name, t, (dim,))
+    check_finite("x", x)
+    check_finite("dt", dt)
     dtype = torch.float64 if state.dtype == torch.float64 else torch.float32
     dt = dt.to(dtype)
     if dt_bias is not None:

@@ -278,7 +278,7 @@ def _launch_config(direction: str, dim: int, groups: int, n_state: int, length: 
     if direction in _CONFIG_OVERRIDE:
         block_d, block_l, warps, stages = _CONFIG_OVERRIDE[direction]
     else:  # measured on an H100 (benchmarks/tune_selective_scan.py, 2026-11-23)
-        block_d, block_l, warps, stages = (2, 1024, 4, 1) if direction == "fwd" else (1, 1024, 4, 1)
+        block_d, block_l, warps, stages = (8, 256, 4, 2) if direction == "fwd" else (4, 256, 2, 1)
     block_l = min(block_l, max(16, triton.next_power_of_2(length)))
     while block_d > 1 and (dim // groups) % block_d:
         block_d //= 2

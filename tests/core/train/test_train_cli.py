@@ -28,11 +28,21 @@ def test_errors_become_exit_codes(capsys, tmp_path):
     assert main(["train", "core", "klebsiella-lm-tiny", "--set", "optim.lrr=1"]) == 2
     assert "unknown config key 'optim.lrr'" in capsys.readouterr().err
     assert main(["train", "nodomain", "x"]) == 2
-    assert main(["demo"]) != 0
-    assert "not built yet" in capsys.readouterr().err
+    assert main(["demo", "--steps", "0"]) == 2
+    assert "must be >= 1" in capsys.readouterr().err
     assert main(["recipes", "core"]) == 0
     assert "klebsiella-lm-tiny@1" in capsys.readouterr().out
     assert main(["bench"]) == 0
+
+
+def test_demo_trains_evaluates_and_generates(capsys, tmp_path):
+    """The README's main job, shortened: real genomes in, bits per base and a continuation out."""
+    from mambakit.data import dataset_path
+    if not dataset_path("genomics", "klebsiella").is_dir():
+        pytest.skip("../shared/data/genomics/klebsiella is not present")
+    assert main(["demo", "--steps", "3", "--new-tokens", "8", "--output-dir", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "bits/base" in out and "bases match" in out
 
 
 def test_show_config_applies_overrides(capsys):
