@@ -20,9 +20,10 @@ from kernels import make_inputs  # noqa: E402
 from mambakit.ops import triton_selective_scan as tss  # noqa: E402
 from mambakit.ops.selective_scan import selective_scan  # noqa: E402
 
-SHAPES = [(8, 1536, 2048, 16), (1, 2048, 65536, 16)]
-BLOCK_L = (512, 1024, 2048)
-BLOCK_D_WARPS = [(1, 4), (1, 8), (2, 4), (2, 8), (4, 8)]
+SHAPES = [(8, 1536, 2048, 16)]
+BLOCK_L = (64, 128, 256)
+BLOCK_D_WARPS = [(2, 2), (4, 4), (8, 8), (4, 2), (8, 4), (16, 8)]
+STAGES = (1, 2)
 
 
 def time_fwd(inp) -> float:
@@ -47,19 +48,19 @@ def main() -> None:
         grad = torch.randn(shape[0], shape[1], shape[2], device="cuda", dtype=torch.bfloat16)
         for bl in BLOCK_L:
             for direction in ("fwd", "bwd"):
-                for bd, w in BLOCK_D_WARPS:
-                    if bd * bl > 8192:
+                for (bd, w), st in [(c, st) for c in BLOCK_D_WARPS for st in STAGES]:
+                    if bd * bl > 8192 or (direction == "bwd" and st > 1):
                         continue
                     tss.clear_config()
-                    tss.set_config("fwd", 1, bl, 4, 1)
-                    tss.set_config(direction, bd, bl, w, 1)
+                    tss.set_config("fwd", 4, bl, 4, 1)
+                    tss.set_config(direction, bd, bl, w, st)
                     try:
                         ms = time_fwd(inp) if direction == "fwd" else time_bwd(inp, grad)
                     except Exception as err:  # a config that does not compile (resources) is skipped
                         print(f"  {shape} {direction} bd{bd} bl{bl} w{w}: {type(err).__name__}", flush=True)
                         continue
-                    results.append({"shape": shape, "dir": direction, "cfg": [bd, bl, w, 1], "ms": ms})
-                    print(f"  {shape} {direction} bd{bd} bl{bl} w{w}: {ms:.3f} ms", flush=True)
+                    results.append({"shape": shape, "dir": direction, "cfg": [bd, bl, w, st], "ms": ms})
+                    print(f"  {shape} {direction} bd{bd} bl{bl} w{w} s{st}: {ms:.3f} ms", flush=True)
         del inp
         torch.cuda.empty_cache()
     tss.clear_config()
