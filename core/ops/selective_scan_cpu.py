@@ -19,10 +19,51 @@ from typing import Optional
 import numba
 import numpy as np
 import torch
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic, overload
 
 CHECKPOINT = 64
 # Reassociation only (no NaN/Inf assumptions): lets LLVM vectorise the sums over the state.
 FASTMATH = {"reassoc", "contract", "arcp"}
+
+
+@intrinsic
+def _bits_to_float32(typingctx, bits):
+    """Reinterpret an int32 as a float32 (a free bitcast, so loops using it still vectorise)."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return sig, codegen
+
+
+def fast_exp(x):
+    """exp(x). float32: a branch-free range reduction + degree-6 polynomial (max relative error
+    about 2e-7, as float32's own) that LLVM can vectorise, unlike a call to libm's expf.
+    float64: math.exp."""
+    return math.exp(x)
+
+
+@overload(fast_exp, inline="always")
+def _fast_exp_impl(x):
+    if x == types.float32:
+        def impl(x):
+            tiny = x < np.float32(-87.0)                               # exp(-87) ~ 1.6e-38: flush to 0
+            x = max(x, np.float32(-87.0))
+            k = math.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))
+            r = x - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)   # x - k ln2 (two parts)
+            p = np.float32(1.0 / 720.0)
+            p = p * r + np.float32(1.0 / 120.0)
+            p = p * r + np.float32(1.0 / 24.0)
+            p = p * r + np.float32(1.0 / 6.0)
+            p = p * r + np.float32(0.5)
+            p = p * r + np.float32(1.0)
+            p = p * r + np.float32(1.0)
+            y = p * _bits_to_float32((np.int32(k) + np.int32(127)) << np.int32(23))
+            return np.float32(0.0) if tiny else y
+        return impl
+    return lambda x: math.exp(x)
 
 
 @numba.njit(inline="always")
@@ -30,7 +71,7 @@ def _softplus(x):
     return x if x > 20.0 else math.log1p(math.exp(x))
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _forward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, h0, seq, softplus, has_D, has_z, has_bias,
                     has_h0, has_seq, out, ypre, last, ckpt):
     # u, delta, z, out, ypre: (Bt, D, L); A: (D, N); Bm, Cm: (Bt, G, L, N); last: (Bt, D, N)
@@ -44,6 +85,7 @@ def _forward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, h0, seq, softplus, has_D, 
         d = i % dim
         g = d // dg
         h = np.zeros(n_state, dtype=u.dtype)
+        e = np.empty(n_state, dtype=u.dtype)
         if has_h0:
             for n in range(n_state):
                 h[n] = h0[b, d, n]
@@ -61,10 +103,16 @@ def _forward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, h0, seq, softplus, has_D, 
                     h[n] = 0.0
             ut = u[b, d, t]
             dtu = dt * ut
+            A_row = A[d]
+            B_row = Bm[b, g, t]
+            C_row = Cm[b, g, t]
+            for n in range(n_state):            # simple loops over the state vectorise
+                e[n] = fast_exp(dt * A_row[n])
+            for n in range(n_state):
+                h[n] = e[n] * h[n] + dtu * B_row[n]
             acc = 0.0
             for n in range(n_state):
-                h[n] = math.exp(dt * A[d, n]) * h[n] + dtu * Bm[b, g, t, n]
-                acc += h[n] * Cm[b, g, t, n]
+                acc += h[n] * C_row[n]
             if has_D:
                 acc += Dv[d] * ut
             if has_z:
@@ -76,11 +124,12 @@ def _forward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, h0, seq, softplus, has_D, 
             last[b, d, n] = h[n]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _backward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, seq, softplus, has_D, has_z, has_bias,
                      has_seq, has_dlast, ypre, ckpt, dout, dlast, n_blocks,
                      du, ddelta, dz, dh0, dA_p, dD_p, dbias_p, dB_p, dC_p):
-    # Partial sums: dA_p (Bt, D, N), dD_p / dbias_p (Bt, D), dB_p / dC_p (Bt, n_blocks, G, L, N).
+    # Partial sums: dA_p (Bt, D, N), dD_p / dbias_p (Bt, D) in float64; dB_p / dC_p
+    # (Bt, n_blocks, G, L, N) in the compute dtype, summed over blocks in float64.
     batch, dim, length = u.shape
     groups = Bm.shape[1]
     n_state = A.shape[1]
@@ -92,17 +141,20 @@ def _backward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, seq, softplus, has_D, has
         p = j % n_blocks
         hs = np.empty((CHECKPOINT, n_state), dtype=u.dtype)
         decay = np.empty((CHECKPOINT, n_state), dtype=u.dtype)
-        dh = np.empty(n_state, dtype=np.float64)
+        h = np.empty(n_state, dtype=u.dtype)
+        dh = np.empty(n_state, dtype=u.dtype)
+        dA_loc = np.empty(n_state, dtype=np.float64)
         for d in range(p * block, min(dim, (p + 1) * block)):
             g = d // dg
             for n in range(n_state):
                 dh[n] = dlast[b, d, n] if has_dlast else 0.0
+                dA_loc[n] = 0.0
             for c in range(n_chunks - 1, -1, -1):
                 t0 = c * CHECKPOINT
                 t1 = min(length, t0 + CHECKPOINT)
-                # recompute the chunk's states: hs[k] = h after step t0 + k
+                # Recompute the chunk: hs[k] = h after step t0 + k, decay[k] = a (0 at a reset).
                 for n in range(n_state):
-                    hs[0, n] = ckpt[b, d, c, n]
+                    h[n] = ckpt[b, d, c, n]
                 for t in range(t0, t1):
                     k = t - t0
                     dt = delta[b, d, t]
@@ -110,14 +162,19 @@ def _backward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, seq, softplus, has_D, has
                         dt += bias[d]
                     if softplus:
                         dt = _softplus(dt)
-                    reset = has_seq and t > 0 and seq[b, t] != seq[b, t - 1]
+                    keep = 0.0 if (has_seq and t > 0 and seq[b, t] != seq[b, t - 1]) else 1.0
                     dtu = dt * u[b, d, t]
+                    A_row = A[d]
+                    B_row = Bm[b, g, t]
+                    decay_row = decay[k]
+                    hs_row = hs[k]
                     for n in range(n_state):
-                        prev = hs[k - 1, n] if k > 0 else ckpt[b, d, c, n]
-                        if reset:
-                            prev = 0.0
-                        decay[k, n] = math.exp(dt * A[d, n])
-                        hs[k, n] = decay[k, n] * prev + dtu * Bm[b, g, t, n]
+                        decay_row[n] = fast_exp(dt * A_row[n]) * keep
+                    for n in range(n_state):
+                        h[n] = decay_row[n] * h[n] + dtu * B_row[n]
+                        hs_row[n] = h[n]
+                # Walk it backwards. a_t h_{t-1} = h_t - x_t, so no shifted state is needed and
+                # the inner loop has no branch (it vectorises over the state).
                 for t in range(t1 - 1, t0 - 1, -1):
                     k = t - t0
                     raw = delta[b, d, t]
@@ -125,6 +182,7 @@ def _backward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, seq, softplus, has_D, has
                         raw += bias[d]
                     dt = _softplus(raw) if softplus else raw
                     ut = u[b, d, t]
+                    dtu = dt * ut
                     gy = dout[b, d, t]
                     if has_z:
                         zz = z[b, d, t]
@@ -135,22 +193,22 @@ def _backward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, seq, softplus, has_D, has
                     if has_D:
                         dD_p[b, d] += gy * ut
                         du_t = gy * Dv[d]
-                    reset = has_seq and t > 0 and seq[b, t] != seq[b, t - 1]
                     ddt = 0.0
+                    dB_row = dB_p[b, p, g, t]
+                    dC_row = dC_p[b, p, g, t]
+                    B_row = Bm[b, g, t]
+                    C_row = Cm[b, g, t]
                     for n in range(n_state):
-                        dC_p[b, p, g, t, n] += gy * hs[k, n]
-                        dh[n] += gy * Cm[b, g, t, n]              # dL/dh_t, complete now
-                        if reset:
-                            prev = 0.0
-                        else:
-                            prev = hs[k - 1, n] if k > 0 else ckpt[b, d, c, n]
-                        a = decay[k, n]
-                        bn = Bm[b, g, t, n]
-                        dB_p[b, p, g, t, n] += dh[n] * dt * ut
-                        du_t += dh[n] * dt * bn
-                        ddt += dh[n] * (A[d, n] * a * prev + ut * bn)
-                        dA_p[b, d, n] += dh[n] * dt * a * prev
-                        dh[n] = 0.0 if reset else dh[n] * a       # dL/dh_{t-1} from step t
+                        hn = hs[k, n]
+                        bn = B_row[n]
+                        gn = dh[n] + gy * C_row[n]                # dL/dh_t, complete now
+                        dC_row[n] += gy * hn
+                        dB_row[n] += gn * dtu
+                        du_t += gn * dt * bn
+                        decayed = hn - dtu * bn                   # a_t h_{t-1}
+                        ddt += gn * (A[d, n] * decayed + ut * bn)
+                        dA_loc[n] += gn * dt * decayed
+                        dh[n] = gn * decay[k, n]                  # dL/dh_{t-1} from step t
                     if softplus:
                         ddt *= 1.0 / (1.0 + math.exp(-raw))
                     du[b, d, t] = du_t
@@ -158,6 +216,7 @@ def _backward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, seq, softplus, has_D, has
                     dbias_p[b, d] += ddt
             for n in range(n_state):
                 dh0[b, d, n] = dh[n]
+                dA_p[b, d, n] = dA_loc[n]
 
 
 def _np(t: Optional[torch.Tensor], dtype: torch.dtype, ndim: int = 1) -> np.ndarray:
@@ -212,7 +271,7 @@ class _SelectiveScanCPU(torch.autograd.Function):
         dA_p = torch.zeros(batch, dim, n_state, dtype=f64)
         dD_p = torch.zeros(batch, dim, dtype=f64)
         dbias_p = torch.zeros(batch, dim, dtype=f64)
-        dB_p = torch.zeros(batch, n_blocks, groups, length, n_state, dtype=f64)
+        dB_p = torch.zeros(batch, n_blocks, groups, length, n_state, dtype=dtype)
         dC_p = torch.zeros_like(dB_p)
         dout_np = dout.detach().to(dtype).contiguous().numpy()
         has_dlast = dlast is not None
@@ -223,8 +282,8 @@ class _SelectiveScanCPU(torch.autograd.Function):
                          ctx.ckpt.numpy(), dout_np, dlast_np, n_blocks, du.numpy(), ddelta.numpy(),
                          dz.numpy(), dh0.numpy(), dA_p.numpy(), dD_p.numpy(), dbias_p.numpy(),
                          dB_p.numpy(), dC_p.numpy())
-        dB = dB_p.sum(1).transpose(-1, -2)                  # (Bt, G, N, L)
-        dC = dC_p.sum(1).transpose(-1, -2)
+        dB = dB_p.sum(1, dtype=f64).transpose(-1, -2)       # (Bt, G, N, L)
+        dC = dC_p.sum(1, dtype=f64).transpose(-1, -2)
         grads = [du, ddelta, dA_p.sum(0), dB, dC, dD_p.sum(0) if has_D else None,
                  dz if has_z else None, dbias_p.sum(0) if has_bias else None, dh0 if has_h0 else None]
         grads = [g.to(dt) if g is not None else None for g, dt in zip(grads, ctx.dtypes)]
