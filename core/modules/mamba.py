@@ -93,17 +93,21 @@ class Mamba(nn.Module):
               ssm_state: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor]):
         """Parallel path from optional cached states ``conv_state (B, D_in, W)``,
         ``ssm_state (B, D_in, N)``; returns ``(out, new conv_state, new ssm_state)``."""
-        xz = self.in_proj(hidden_states).transpose(1, 2)                      # (B, 2*D_in, L)
+        # Produce (B, channels, L) tensors that are contiguous along L: the scan kernels read
+        # them along time, and strided reads there cost several times the scan itself on a GPU.
+        xz = torch.matmul(self.in_proj.weight, hidden_states.transpose(1, 2))  # (B, 2*D_in, L)
+        if self.in_proj.bias is not None:
+            xz = xz + self.in_proj.bias.unsqueeze(-1)
         x_in, z = xz.chunk(2, dim=1)                                          # (B, D_in, L) each
         x = causal_conv1d(x_in, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu",
                           initial_state=None if conv_state is None else conv_state[..., 1:],
                           seq_idx=seq_idx)                                    # (B, D_in, L)
         x_dbl = self.x_proj(x.transpose(1, 2))                                # (B, L, R + 2N)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = (dt @ self.dt_proj.weight.t()).transpose(1, 2)                   # (B, D_in, L)
+        dt = torch.matmul(self.dt_proj.weight, dt.transpose(1, 2))            # (B, D_in, L)
         A = -torch.exp(self.A_log.float())                                    # (D_in, N)
         y, last_state = selective_scan(
-            x, dt, A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z=z,
+            x, dt, A, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), self.D.float(), z=z,
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True, return_last_state=True,
             initial_state=ssm_state, seq_idx=seq_idx, impl=self.impl)         # (B, D_in, L)
         out = self.out_proj(y.transpose(1, 2))                                # (B, L, d_model)

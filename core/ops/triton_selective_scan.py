@@ -288,6 +288,9 @@ def _launch_config(direction: str, dim: int, groups: int, n_state: int, length: 
 class _SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus):
+        # The kernels read along time: make that the contiguous axis (a no-op when it is).
+        u, delta, B, C = (t if t.stride(-1) == 1 else t.contiguous() for t in (u, delta, B, C))
+        z = z if z is None or z.stride(-1) == 1 else z.contiguous()
         batch, dim, length = u.shape
         groups, n_state = B.shape[1], A.shape[1]
         block_d, block_l, block_n, warps, stages = _launch_config("fwd", dim, groups, n_state, length)
