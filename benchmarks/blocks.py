@@ -70,6 +70,16 @@ def main() -> None:
     print(f"GPU: {torch.cuda.get_device_name()}; {note}", flush=True)
     lengths = [n for n in LENGTHS if n <= 1 << args.max_log2_length]
     results: dict = {}
+    tag = torch.cuda.get_device_name().replace("NVIDIA ", "").replace(" ", "_").lower()
+    out = Path(args.out) / f"blocks_{tag}.json"
+
+    def write(res: dict) -> None:
+        record = {"name": "blocks", "machine": torch.cuda.get_device_name(), "date": _dt.date.today().isoformat(),
+                  "torch": torch.__version__, "baseline": note, "d_model": D_MODEL, "batch": 1, "dtype": "bfloat16",
+                  "forward_ms": res, "command": "python benchmarks/blocks.py " + " ".join(sys.argv[1:])}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=2) + "\n")
+
     for name, make in build_blocks(mamba_ssm).items():
         torch.manual_seed(0)
         block = make().cuda().to(torch.bfloat16).eval()
@@ -88,14 +98,8 @@ def main() -> None:
             del x
             torch.cuda.empty_cache()
             print(f"  {name:18s} L={length:8d}: {results[name][length]}", flush=True)
+            write(results)  # after every measurement: a later crash of a baseline keeps the table
         del block
-    record = {"name": "blocks", "machine": torch.cuda.get_device_name(), "date": _dt.date.today().isoformat(),
-              "torch": torch.__version__, "baseline": note, "d_model": D_MODEL, "batch": 1, "dtype": "bfloat16",
-              "forward_ms": results, "command": "python benchmarks/blocks.py " + " ".join(sys.argv[1:])}
-    tag = torch.cuda.get_device_name().replace("NVIDIA ", "").replace(" ", "_").lower()
-    out = Path(args.out) / f"blocks_{tag}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
     print("\nforward ms, batch 1, d_model 768, bf16")
     print("block".ljust(20) + "".join(f"{n >> 10:>9}K" for n in lengths))
     for name, row in results.items():
