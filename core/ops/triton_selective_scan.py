@@ -240,7 +240,8 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
         if HAS_Z:
             if HAS_D:
                 y_pre += Dv[:, None] * u
-            tl.store(dz_ptr + dl_out + t[None, :], g * y_pre * sig * (1.0 + zz * (1.0 - sig)), mask=m_dl)
+            dz = g * y_pre * sig * (1.0 + zz * (1.0 - sig))
+            tl.store(dz_ptr + dl_out + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=m_dl)
         if HAS_D:
             dD_acc += tl.sum(tl.where(m_dl, gy * u, 0.0), axis=1)
             du += gy * Dv[:, None]
@@ -248,8 +249,8 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
             ddt = ddt * tl.sigmoid(raw)
         ddt = tl.where(m_dl, ddt, 0.0)
         dbias_acc += tl.sum(ddt, axis=1)
-        tl.store(du_ptr + dl_out + t[None, :], du, mask=m_dl)
-        tl.store(ddelta_ptr + dl_out + t[None, :], ddt, mask=m_dl)
+        tl.store(du_ptr + dl_out + t[None, :], du.to(du_ptr.dtype.element_ty), mask=m_dl)
+        tl.store(ddelta_ptr + dl_out + t[None, :], ddt.to(ddelta_ptr.dtype.element_ty), mask=m_dl)
     tl.store(dh0_ptr + state_off, g_carry, mask=mask_dn)
     tl.store(dA_ptr + state_off, dA_acc, mask=mask_dn)
     tl.store(dD_ptr + b * Dm + offs_d, dD_acc, mask=mask_d)
@@ -325,9 +326,11 @@ class _SelectiveScanTriton(torch.autograd.Function):
         block_d, _, block_n, warps, stages = _launch_config("bwd", dim, groups, n_state, length)
         block_l = ctx.ckpt_block_l                       # the backward walks the forward's checkpoints
         dev, f32 = u.device, torch.float32
-        du = torch.empty(batch, dim, length, device=dev, dtype=f32)
-        ddelta = torch.empty_like(du)
-        dz = torch.empty_like(du) if z is not None else du
+        # Per-element gradients are written in the inputs' dtypes (no float32 copies); dB/dC are
+        # accumulated with float32 atomics.
+        du = torch.empty(batch, dim, length, device=dev, dtype=u.dtype)
+        ddelta = torch.empty(batch, dim, length, device=dev, dtype=delta.dtype)
+        dz = torch.empty(batch, dim, length, device=dev, dtype=z.dtype) if z is not None else du
         dh0 = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
         dA = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
         dD = torch.empty(batch, dim, device=dev, dtype=f32)
@@ -347,9 +350,9 @@ class _SelectiveScanTriton(torch.autograd.Function):
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
             HAS_SEQ=seq_idx is not None, HAS_DLAST=dlast is not None, SOFTPLUS=ctx.softplus,
             N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
-        return (du.to(u.dtype), ddelta.to(delta.dtype), dA.sum(0).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+        return (du, ddelta, dA.sum(0).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
                 dD.sum(0).to(D.dtype) if D is not None else None,
-                dz.to(z.dtype) if z is not None else None,
+                dz if z is not None else None,
                 dbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None,
                 dh0.to(ctx.h0_dtype) if ctx.has_h0 else None, None, None)
 
