@@ -9,10 +9,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.conv1d import causal_conv1d, causal_conv1d_update
-from ..ops.packing import seq_idx_from_cu_seqlens
 from ..ops.selective_scan import selective_scan
 from ..ops.state_update import selective_state_update
-from .inference import InferenceParams, check_step_input
+from .mixer import RecurrentMixer
 
 
 def init_dt_bias(size: int, dt_min: float, dt_max: float, dt_init_floor: float,
@@ -23,7 +22,7 @@ def init_dt_bias(size: int, dt_min: float, dt_max: float, dt_init_floor: float,
     return dt + torch.log(-torch.expm1(-dt))
 
 
-class Mamba(nn.Module):
+class Mamba(RecurrentMixer):
     """Mamba-1 mixer over ``(B, L, d_model)``.
 
     in_proj -> (x, z); x -> causal depthwise conv -> SiLU -> selective scan (input-dependent
@@ -72,23 +71,6 @@ class Mamba(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
 
     # ---- parallel path ---------------------------------------------------------------------
-    def forward(self, hidden_states: torch.Tensor, inference_params: Optional[InferenceParams] = None,
-                seq_idx: Optional[torch.Tensor] = None, cu_seqlens: Optional[torch.Tensor] = None
-                ) -> torch.Tensor:
-        """``hidden_states (B, L, d_model)`` -> ``(B, L, d_model)``.
-
-        With ``inference_params`` the layer reads and updates its cached state (prefill or
-        decoding). ``seq_idx (B, L)`` / ``cu_seqlens`` mark packed sequences.
-        """
-        if cu_seqlens is not None:
-            seq_idx = seq_idx_from_cu_seqlens(cu_seqlens, hidden_states.shape[1]).to(hidden_states.device)
-        if inference_params is not None:
-            conv_state, ssm_state = inference_params.get_states(self, hidden_states.shape[0])
-            out, _, _ = self.step(hidden_states, conv_state, ssm_state)
-            return out
-        out, _, _ = self._scan(hidden_states, None, None, seq_idx)
-        return out
-
     def _scan(self, hidden_states: torch.Tensor, conv_state: Optional[torch.Tensor],
               ssm_state: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor]):
         """Parallel path from optional cached states ``conv_state (B, D_in, W)``,
@@ -130,21 +112,9 @@ class Mamba(nn.Module):
                                 dtype=dtype or torch.float32)
         return conv_state, ssm_state
 
-    def step(self, hidden_states: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Advance the recurrent state by ``T`` tokens: ``hidden_states (B, T, d_model)``.
-
-        ``T = 1`` takes the single-token update ops; ``T > 1`` (chunked prefill, multi-token
-        decoding) runs the parallel scan from the cached states. States are updated in place
-        and also returned: ``(out (B, T, d_model), conv_state, ssm_state)``.
-        """
-        check_step_input(hidden_states, self.d_model, conv_state, ssm_state)
-        if hidden_states.shape[1] > 1:
-            out, new_conv, last = self._scan(hidden_states, conv_state, ssm_state, None)
-            conv_state.copy_(new_conv)
-            ssm_state.copy_(last)
-            return out, conv_state, ssm_state
-        xz = self.in_proj(hidden_states.squeeze(1))                           # (B, 2*D_in)
+    def _step_token(self, hidden_states: torch.Tensor, conv_state: torch.Tensor,
+                    ssm_state: torch.Tensor) -> torch.Tensor:
+        xz = self.in_proj(hidden_states)                                      # (B, 2*D_in)
         x, z = xz.chunk(2, dim=-1)                                            # (B, D_in)
         x = causal_conv1d_update(x, conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
         x_db = self.x_proj(x)                                                 # (B, R + 2N)
@@ -153,4 +123,4 @@ class Mamba(nn.Module):
         A = -torch.exp(self.A_log.float())
         y = selective_state_update(ssm_state, x, dt, A, B, C, self.D.float(), z=z,
                                    dt_bias=self.dt_proj.bias.float(), dt_softplus=True)
-        return self.out_proj(y).unsqueeze(1), conv_state, ssm_state
+        return self.out_proj(y)

@@ -9,14 +9,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.conv1d import causal_conv1d, causal_conv1d_update
-from ..ops.packing import seq_idx_from_cu_seqlens
 from ..ops.ssd import ssd_chunk_scan, ssd_state_update
-from .inference import InferenceParams, check_step_input
+from .mixer import RecurrentMixer
 from .mamba import init_dt_bias
 from .norms import RMSNormGated
 
 
-class Mamba2(nn.Module):
+class Mamba2(RecurrentMixer):
     """Mamba-2 mixer over ``(B, L, d_model)``.
 
     ``in_proj`` gives ``[z, xBC, dt]`` (plus an optional gated-MLP part when ``d_ssm <
@@ -96,19 +95,6 @@ class Mamba2(nn.Module):
         return self.out_proj(y)
 
     # ---- parallel path ---------------------------------------------------------------------
-    def forward(self, u: torch.Tensor, inference_params: Optional[InferenceParams] = None,
-                seq_idx: Optional[torch.Tensor] = None, cu_seqlens: Optional[torch.Tensor] = None
-                ) -> torch.Tensor:
-        """``u (B, L, d_model)`` -> ``(B, L, d_model)``; see ``Mamba.forward`` for the options."""
-        if cu_seqlens is not None:
-            seq_idx = seq_idx_from_cu_seqlens(cu_seqlens, u.shape[1]).to(u.device)
-        if inference_params is not None:
-            conv_state, ssm_state = inference_params.get_states(self, u.shape[0])
-            out, _, _ = self.step(u, conv_state, ssm_state)
-            return out
-        out, _, _ = self._scan(u, None, None, seq_idx)
-        return out
-
     def _scan(self, u: torch.Tensor, conv_state: Optional[torch.Tensor],
               ssm_state: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor]):
         batch, length, _ = u.shape
@@ -143,16 +129,9 @@ class Mamba2(nn.Module):
                                 dtype=dtype or torch.float32)
         return conv_state, ssm_state
 
-    def step(self, hidden_states: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Advance by ``T`` tokens ``(B, T, d_model)``; states updated in place and returned."""
-        check_step_input(hidden_states, self.d_model, conv_state, ssm_state)
-        if hidden_states.shape[1] > 1:
-            out, new_conv, final = self._scan(hidden_states, conv_state, ssm_state, None)
-            conv_state.copy_(new_conv)
-            ssm_state.copy_(final)
-            return out, conv_state, ssm_state
-        z0, x0, z, xBC, dt = self._split(self.in_proj(hidden_states.squeeze(1)))  # (B, ...)
+    def _step_token(self, hidden_states: torch.Tensor, conv_state: torch.Tensor,
+                    ssm_state: torch.Tensor) -> torch.Tensor:
+        z0, x0, z, xBC, dt = self._split(self.in_proj(hidden_states))         # (B, ...)
         xBC = causal_conv1d_update(xBC, conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
         x, B, C = torch.split(xBC, [self.d_ssm, self.ngroups * self.d_state,
                                     self.ngroups * self.d_state], dim=-1)
@@ -162,4 +141,4 @@ class Mamba2(nn.Module):
             B.unflatten(-1, (self.ngroups, self.d_state)), C.unflatten(-1, (self.ngroups, self.d_state)),
             D=self._D(), z=None if self.rmsnorm else z.unflatten(-1, (self.nheads, self.headdim)),
             dt_bias=self.dt_bias, dt_softplus=True, dt_limit=self.dt_limit)  # (B, H, P)
-        return self._finish(y.flatten(-2), z, z0, x0).unsqueeze(1), conv_state, ssm_state
+        return self._finish(y.flatten(-2), z, z0, x0)
