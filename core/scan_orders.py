@@ -14,6 +14,8 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from .ops.packing import seq_idx_from_cu_seqlens
+
 MERGES = ("sum", "mean", "concat")
 
 
@@ -41,6 +43,11 @@ class ScanOrder:
         if perm is not None:
             x = _gather_time(x, perm)
         return x.flip(-1) if self.flip_channels else x
+
+    def apply_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per-position ids ``(B, L)`` (e.g. packed ``seq_idx``) in scan order (no channel flip)."""
+        perm = self.index(ids.shape[1], ids.device)
+        return ids if perm is None else _gather_time(ids.unsqueeze(-1), perm).squeeze(-1)
 
     def invert(self, y: torch.Tensor) -> torch.Tensor:
         """``y (B, L, D)`` in scan order -> ``(B, L, D)`` at the original positions."""
@@ -193,10 +200,20 @@ class MultiOrderMixer(nn.Module):
                 raise ValueError("recurrent inference needs a single causal (forward) scan order; "
                                  f"this layer scans {[o.name for o in self.orders]}")
             return self.mixers[0](hidden_states, inference_params=inference_params, **mixer_kwargs)
+        seq_idx = mixer_kwargs.pop("seq_idx", None)
+        cu_seqlens = mixer_kwargs.pop("cu_seqlens", None)
+        if cu_seqlens is not None:
+            if seq_idx is not None:
+                raise ValueError("pass either seq_idx or cu_seqlens, not both")
+            seq_idx = seq_idx_from_cu_seqlens(cu_seqlens, hidden_states.shape[1]).to(hidden_states.device)
         outs = []
         for k, order in enumerate(self.orders):
             mixer = self.mixers[0 if self.share_mixer else k]
-            kwargs = mixer_kwargs if order.causal else {}  # packed seq_idx is in forward order only
+            kwargs = dict(mixer_kwargs)
+            if seq_idx is not None:
+                # Packed sequences read in this order: the scan resets wherever the id changes,
+                # so no state crosses from one sequence into another in any order.
+                kwargs["seq_idx"] = order.apply_ids(seq_idx)
             outs.append(order.invert(mixer(order.apply(hidden_states), **kwargs)))
         if self.merge == "concat":
             return self.merge_proj(torch.cat(outs, dim=-1))

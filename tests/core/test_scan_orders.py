@@ -169,3 +169,15 @@ def test_multi_order_bad_merge_raises():
 def test_scan_order_repr_and_base():
     assert isinstance(Forward(), ScanOrder)
     assert "flip_channels=True" in repr(Reverse(flip_channels=True))
+
+
+def test_bidirectional_backbone_keeps_packed_sequences_apart():
+    import mambakit
+    """Packed sequences read in reverse reset at the same boundaries: packed == one by one."""
+    torch.manual_seed(int.from_bytes(__import__("os").urandom(2), "little"))
+    bb = mambakit.MambaBackbone(d_model=16, n_layer=2, ssm_cfg={"d_state": 4},
+                                scan_orders=["bidirectional"]).double()
+    a, b = torch.randn(1, 7, 16, dtype=torch.float64), torch.randn(1, 5, 16, dtype=torch.float64)
+    packed = bb(torch.cat([a, b], 1), cu_seqlens=torch.tensor([0, 7, 12]))
+    separate = torch.cat([bb(a), bb(b)], 1)
+    torch.testing.assert_close(packed, separate, rtol=1e-10, atol=1e-10)
