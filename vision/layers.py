@@ -1,0 +1,149 @@
+"""Vision mixers: one selective scan per scan order, all orders in a single fused scan call.
+
+* ``MultiOrderMamba`` -- Vim's bidirectional Mamba ("bimamba v2"): a shared ``in_proj`` and
+  ``out_proj``, and per order its own causal conv1d, ``x_proj``, ``dt_proj``, ``A_log`` and
+  ``D`` (``branches[k]``, mamba_ssm names). Output ``out_proj(mean_k invert_k(y_k))``.
+* ``SS2D`` -- VMamba's 2-D selective scan: ``in_proj`` -> depthwise 3x3 conv + SiLU on the map ->
+  cross-scan (4 orders) -> per-order ``x_proj``/``dt_proj``/``A_log``/``D`` -> cross-merge (sum)
+  -> LayerNorm -> gate ``* SiLU(z)`` -> ``out_proj``.
+
+The ``K`` orders are stacked along channels, ``(B, K*E, L)``, with ``K`` groups of ``B``/``C``, so
+the core ``selective_scan`` runs them in one call (Triton on GPU, Numba on CPU).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mambakit.modules.mamba import init_dt_bias
+from mambakit.ops.conv1d import causal_conv1d
+from mambakit.ops.selective_scan import selective_scan
+from mambakit.scan_orders import ScanOrder
+
+from .scan_orders import cross_scan_orders, merge_stack, scan_stack
+
+
+class SSMBranch(nn.Module):
+    """The per-order parameters of a selective SSM over ``d_inner`` channels (mamba_ssm names):
+    ``conv1d`` (optional, causal depthwise), ``x_proj (R + 2N, E)``, ``dt_proj``, ``A_log (E, N)``,
+    ``D (E,)``; initialised as mamba_ssm's Mamba."""
+
+    def __init__(self, d_inner: int, d_state: int, dt_rank: int, d_conv: int = 0, conv_bias: bool = True,
+                 dt_min: float = 0.001, dt_max: float = 0.1, dt_init_floor: float = 1e-4) -> None:
+        super().__init__()
+        if d_conv > 0:
+            self.conv1d = nn.Conv1d(d_inner, d_inner, kernel_size=d_conv, groups=d_inner,
+                                    padding=d_conv - 1, bias=conv_bias)
+        self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
+        std = dt_rank ** -0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(init_dt_bias(d_inner, dt_min, dt_max, dt_init_floor))
+        self.dt_proj.bias._no_reinit = True
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)   # (E, N)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.A_log._no_weight_decay = True
+        self.D = nn.Parameter(torch.ones(d_inner))
+        self.D._no_weight_decay = True
+
+
+def _scan_branches(xs: torch.Tensor, branches: Sequence[SSMBranch], d_state: int, dt_rank: int,
+                   z: Optional[torch.Tensor] = None, impl: str = "auto") -> torch.Tensor:
+    """Run ``K`` branches on their own sequences in one scan call.
+
+    ``xs (B, K, E, L)`` (post conv/activation), ``z (B, K, E, L)`` optional gate -> ``(B, K, E, L)``.
+    """
+    b, k, e, length = xs.shape
+    w_x = torch.stack([br.x_proj.weight for br in branches])                  # (K, R + 2N, E)
+    w_dt = torch.stack([br.dt_proj.weight for br in branches])                # (K, E, R)
+    dt_bias = torch.cat([br.dt_proj.bias for br in branches]).float()         # (K*E,)
+    A = -torch.exp(torch.cat([br.A_log for br in branches]).float())          # (K*E, N)
+    D = torch.cat([br.D for br in branches]).float()                          # (K*E,)
+    x_dbl = torch.einsum("bkel,kce->bkcl", xs, w_x.to(xs.dtype))              # (B, K, R + 2N, L)
+    dt, B_, C_ = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=2)
+    dt = torch.einsum("bkrl,ker->bkel", dt, w_dt.to(xs.dtype))                # (B, K, E, L)
+    y = selective_scan(xs.reshape(b, k * e, length), dt.reshape(b, k * e, length), A,
+                       B_.contiguous(), C_.contiguous(), D,
+                       z=None if z is None else z.reshape(b, k * e, length),
+                       delta_bias=dt_bias, delta_softplus=True, impl=impl)    # (B, K*E, L)
+    return y.view(b, k, e, length)
+
+
+class MultiOrderMamba(nn.Module):
+    """Vim's bidirectional Mamba generalised to any scan orders. ``(B, L, D) -> (B, L, D)``.
+
+    ``orders`` are core ``ScanOrder`` objects (Vim: ``[Forward(), Reverse()]``); each reads the
+    sequence (class token included) through its own conv/SSM branch; outputs are mapped back and
+    averaged (``divide_out=True``, Vim's ``if_devide_out``) or summed, then projected.
+    """
+
+    def __init__(self, d_model: int, orders: Sequence[ScanOrder], d_state: int = 16, d_conv: int = 4,
+                 expand: float = 2, dt_rank: int | str = "auto", divide_out: bool = True,
+                 conv_bias: bool = True, bias: bool = False, impl: str = "auto") -> None:
+        super().__init__()
+        if not orders:
+            raise ValueError("MultiOrderMamba: expected at least one scan order")
+        self.orders = list(orders)
+        self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.divide_out, self.impl = divide_out, impl
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        self.branches = nn.ModuleList([SSMBranch(self.d_inner, d_state, self.dt_rank, d_conv, conv_bias)
+                                       for _ in self.orders])
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+
+    def forward(self, hidden_states: torch.Tensor, **_: object) -> torch.Tensor:
+        b, length, _ = hidden_states.shape
+        k, e = len(self.orders), self.d_inner
+        xz = self.in_proj(hidden_states)                                      # (B, L, 2E)
+        xz = scan_stack(xz, self.orders)                                      # (B, K, L, 2E)
+        xz = xz.transpose(2, 3)                                               # (B, K, 2E, L)
+        x, z = xz[:, :, :e], xz[:, :, e:]                                     # (B, K, E, L) each
+        w = torch.cat([br.conv1d.weight.squeeze(1) for br in self.branches])  # (K*E, W)
+        bias = (torch.cat([br.conv1d.bias for br in self.branches])
+                if self.branches[0].conv1d.bias is not None else None)
+        x = causal_conv1d(x.reshape(b, k * e, length), w.to(x.dtype),
+                          None if bias is None else bias.to(x.dtype), "silu")  # (B, K*E, L)
+        y = _scan_branches(x.view(b, k, e, length), self.branches, self.d_state, self.dt_rank,
+                           z=z, impl=self.impl)                               # (B, K, E, L)
+        y = merge_stack(y.transpose(2, 3), self.orders,
+                        "mean" if self.divide_out else "sum")                 # (B, L, E)
+        return self.out_proj(y)
+
+
+class SS2D(nn.Module):
+    """VMamba's 2-D selective scan over a channels-last map ``(B, H, W, C) -> (B, H, W, C)``."""
+
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 3, expand: float = 2,
+                 dt_rank: int | str = "auto", conv_bias: bool = True, bias: bool = False,
+                 impl: str = "auto") -> None:
+        super().__init__()
+        self.d_model, self.d_state = d_model, d_state
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.impl = impl
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        self.conv2d = nn.Conv2d(self.d_inner, self.d_inner, kernel_size=d_conv, padding=(d_conv - 1) // 2,
+                                groups=self.d_inner, bias=conv_bias)
+        self.branches = nn.ModuleList([SSMBranch(self.d_inner, d_state, self.dt_rank, 0) for _ in range(4)])
+        self.out_norm = nn.LayerNorm(self.d_inner)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, _ = x.shape
+        e = self.d_inner
+        x, z = self.in_proj(x).chunk(2, dim=-1)                               # (B, H, W, E) each
+        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))                        # (B, E, H, W)
+        orders = cross_scan_orders(h, w)
+        xs = scan_stack(x.flatten(2).transpose(1, 2), orders)                 # (B, 4, L, E)
+        y = _scan_branches(xs.transpose(2, 3), self.branches, self.d_state, self.dt_rank,
+                           impl=self.impl)                                    # (B, 4, E, L)
+        y = merge_stack(y.transpose(2, 3), orders, "sum").view(b, h, w, e)    # (B, H, W, E)
+        y = self.out_norm(y) * F.silu(z)
+        return self.out_proj(y)
