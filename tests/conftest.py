@@ -1,4 +1,4 @@
-"""Shared fixtures of the core test suite.
+"""Shared fixtures of the whole test suite.
 
 ``seed`` is fresh on every run (so fast paths meet new random inputs each time) and printed,
 so that a failure can be replayed with ``MAMBAKIT_TEST_SEED=<seed>``.
