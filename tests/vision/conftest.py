@@ -1,22 +1,10 @@
-"""Fixtures of the vision tests: a fresh random seed per test (printed, replayable with
-``MAMBAKIT_TEST_SEED``) and the Fashion-MNIST folder (tests skip when it is absent)."""
+"""Fixtures of the vision tests: the Fashion-MNIST folder (tests skip when it is absent).
+The ``seed`` fixture comes from tests/conftest.py."""
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 import pytest
-import torch
-
-
-@pytest.fixture
-def seed() -> int:
-    value = os.environ.get("MAMBAKIT_TEST_SEED")
-    s = int(value) if value is not None else secrets.randbits(31)
-    print(f"random seed: {s} (replay with MAMBAKIT_TEST_SEED={s})")
-    torch.manual_seed(s)
-    return s
 
 
 @pytest.fixture
