@@ -37,20 +37,13 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import median_ms  # noqa: E402
+
 
 def _bench(fn, device: torch.device, reps: int) -> float:
     """Median milliseconds of ``fn()``."""
-    if device.type == "cuda":
-        from triton.testing import do_bench
-
-        return float(do_bench(fn, warmup=max(1, reps // 4), rep=max(50, reps * 20), return_mode="median"))
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+    return median_ms(fn, device.type, reps, warmup_ms=max(1, reps // 4), rep_ms=max(50, reps * 20))
 
 
 def _rss_mb() -> float:

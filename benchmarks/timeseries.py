@@ -24,29 +24,21 @@ import argparse
 import datetime as _dt
 import json
 import platform
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import median_ms  # noqa: E402
 
 SPEED_MODELS = ("smamba", "patchmamba", "patchtst", "dlinear")
 
 
 def _bench(fn, device: torch.device, reps: int) -> float:
     """Median milliseconds of ``fn()``."""
-    if device.type == "cuda":
-        from triton.testing import do_bench
-        return float(do_bench(fn, warmup=max(1, reps // 4), rep=max(50, reps * 20), return_mode="median"))
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return median_ms(fn, device.type, reps, warmup_ms=max(1, reps // 4), rep_ms=max(50, reps * 20))
 
 
 def cmd_speed(args) -> int:

@@ -21,13 +21,14 @@ import datetime as _dt
 import importlib.util
 import json
 import shlex
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import median_ms  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,17 +67,7 @@ def build(name: str, size: int, smoke: bool) -> torch.nn.Module:
 
 def time_forward(fn, device: str, reps: int) -> float:
     """Median milliseconds of ``fn()``."""
-    if device == "cuda":
-        import triton.testing
-
-        return float(triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median"))
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return median_ms(fn, device, reps, warmup_ms=25, rep_ms=200)
 
 
 def measure(name: str, size: int, batch: int, device: str, dtype: torch.dtype, smoke: bool, reps: int) -> dict:
