@@ -46,9 +46,10 @@ def check_finite(name: str, t: torch.Tensor) -> None:
     is (or overflowed) do we look element by element.
 
     CPU tensors only: on an accelerator the answer needs a device-to-host sync per call, which
-    stalls the launch queue in every layer.
+    stalls the launch queue in every layer. Skipped inside torch.compile, whose graphs cannot
+    branch on tensor values.
     """
-    if t.numel() == 0 or t.device.type != "cpu":
+    if t.numel() == 0 or t.device.type != "cpu" or torch.compiler.is_compiling():
         return
     total = t.sum(dtype=torch.float64) if t.dtype != torch.float64 else t.sum()
     if not torch.isfinite(total) and not torch.isfinite(t).all():

@@ -231,71 +231,129 @@ def _np(t: Optional[torch.Tensor], dtype: torch.dtype, ndim: int = 1) -> np.ndar
     return t.detach().to(dtype).contiguous().numpy()
 
 
-class _SelectiveScanCPU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus):
-        dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
-        batch, dim, length = u.shape
-        n_state = A.shape[1]
-        Bt = B.detach().to(dtype).transpose(-1, -2).contiguous()     # (Bt, G, L, N)
-        Ct = C.detach().to(dtype).transpose(-1, -2).contiguous()
-        arrays = dict(u=_np(u, dtype), delta=_np(delta, dtype), A=_np(A, dtype), B=Bt.numpy(),
-                      C=Ct.numpy(), D=_np(D, dtype), z=_np(z, dtype, 3), bias=_np(delta_bias, dtype))
-        seq = (seq_idx.detach().to(torch.int64).contiguous().numpy() if seq_idx is not None
-               else np.zeros((1, 1), dtype=np.int64))
-        out = torch.empty(batch, dim, length, dtype=dtype)
-        ypre = torch.empty(batch, dim, length if z is not None else 1, dtype=dtype)
-        last = torch.empty(batch, dim, n_state, dtype=dtype)
-        ckpt = torch.empty(batch, dim, (length + CHECKPOINT - 1) // CHECKPOINT, n_state, dtype=dtype)
-        h0 = _np(initial_state, dtype, 3)
-        _forward_kernel(arrays["u"], arrays["delta"], arrays["A"], arrays["B"], arrays["C"], arrays["D"],
-                        arrays["z"], arrays["bias"], h0, seq, softplus, D is not None, z is not None,
-                        delta_bias is not None, initial_state is not None, seq_idx is not None,
-                        out.numpy(), ypre.numpy(), last.numpy(), ckpt.numpy())
-        ctx.arrays, ctx.seq, ctx.ypre, ctx.ckpt = arrays, seq, ypre, ckpt
-        ctx.flags = (softplus, D is not None, z is not None, delta_bias is not None, seq_idx is not None,
-                     initial_state is not None)
-        ctx.dtypes = [t.dtype if t is not None else None
-                      for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)]
-        return out, last
-
-    @staticmethod
-    def backward(ctx, dout, dlast):
-        a = ctx.arrays
-        softplus, has_D, has_z, has_bias, has_seq, has_h0 = ctx.flags
-        dtype = torch.from_numpy(a["u"]).dtype
-        batch, dim, length = a["u"].shape
-        groups, n_state = a["B"].shape[1], a["A"].shape[1]
-        n_blocks = max(1, min(dim, 2 * numba.get_num_threads() // max(1, batch)))
-        f64 = torch.float64
-        du = torch.empty(batch, dim, length, dtype=dtype)
-        ddelta = torch.empty_like(du)
-        dz = torch.zeros(batch, dim, length if has_z else 1, dtype=dtype)
-        dh0 = torch.empty(batch, dim, n_state, dtype=f64)
-        dA_p = torch.zeros(batch, dim, n_state, dtype=f64)
-        dD_p = torch.zeros(batch, dim, dtype=f64)
-        dbias_p = torch.zeros(batch, dim, dtype=f64)
-        dB_p = torch.zeros(batch, n_blocks, groups, length, n_state, dtype=dtype)
-        dC_p = torch.zeros_like(dB_p)
-        dout_np = dout.detach().to(dtype).contiguous().numpy()
-        has_dlast = dlast is not None
-        dlast_np = (dlast.detach().to(dtype).contiguous().numpy() if has_dlast
-                    else np.zeros((1, 1, 1), dtype=a["u"].dtype))
-        _backward_kernel(a["u"], a["delta"], a["A"], a["B"], a["C"], a["D"], a["z"], a["bias"], ctx.seq,
-                         softplus, has_D, has_z, has_bias, has_seq, has_dlast, ctx.ypre.numpy(),
-                         ctx.ckpt.numpy(), dout_np, dlast_np, n_blocks, du.numpy(), ddelta.numpy(),
-                         dz.numpy(), dh0.numpy(), dA_p.numpy(), dD_p.numpy(), dbias_p.numpy(),
-                         dB_p.numpy(), dC_p.numpy())
-        dB = dB_p.sum(1, dtype=f64).transpose(-1, -2)       # (Bt, G, N, L)
-        dC = dC_p.sum(1, dtype=f64).transpose(-1, -2)
-        grads = [du, ddelta, dA_p.sum(0), dB, dC, dD_p.sum(0) if has_D else None,
-                 dz if has_z else None, dbias_p.sum(0) if has_bias else None, dh0 if has_h0 else None]
-        grads = [g.to(dt) if g is not None else None for g, dt in zip(grads, ctx.dtypes)]
-        return (*grads, None, None)
+def _compute_dtype(u: torch.Tensor) -> torch.dtype:
+    return torch.float64 if u.dtype == torch.float64 else torch.float32
 
 
-# torch.compile cannot trace into the kernel launch; it calls it as an opaque function.
-@torch.compiler.disable
+def _grouped_time_last(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """``(Bt, G, N, L)`` -> contiguous ``(Bt, G, L, N)`` numpy (the kernels read one state row per step)."""
+    return t.detach().to(dtype).transpose(-1, -2).contiguous().numpy()
+
+
+def _seq_np(seq_idx: Optional[torch.Tensor]) -> np.ndarray:
+    if seq_idx is None:
+        return np.zeros((1, 1), dtype=np.int64)
+    return seq_idx.detach().to(torch.int64).contiguous().numpy()
+
+
+# The kernels are registered as torch.library custom ops, so torch.compile sees them as single
+# graph nodes (with shapes from the fake implementations) instead of breaking the graph.
+@torch.library.custom_op("mambakit::selective_scan_cpu_fwd", mutates_args=(), device_types="cpu")
+def _fwd_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+            D: Optional[torch.Tensor], z: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor],
+            initial_state: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor], softplus: bool
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(out (Bt, D, L), last (Bt, D, N), ckpt (Bt, D, n_chunks, N), ypre (Bt, D, L or 1))``."""
+    dtype = _compute_dtype(u)
+    batch, dim, length = u.shape
+    n_state = A.shape[1]
+    out = torch.empty(batch, dim, length, dtype=dtype)
+    ypre = torch.empty(batch, dim, length if z is not None else 1, dtype=dtype)
+    last = torch.empty(batch, dim, n_state, dtype=dtype)
+    ckpt = torch.empty(batch, dim, (length + CHECKPOINT - 1) // CHECKPOINT, n_state, dtype=dtype)
+    _forward_kernel(_np(u, dtype), _np(delta, dtype), _np(A, dtype), _grouped_time_last(B, dtype),
+                    _grouped_time_last(C, dtype), _np(D, dtype), _np(z, dtype, 3), _np(delta_bias, dtype),
+                    _np(initial_state, dtype, 3), _seq_np(seq_idx), softplus, D is not None, z is not None,
+                    delta_bias is not None, initial_state is not None, seq_idx is not None,
+                    out.numpy(), ypre.numpy(), last.numpy(), ckpt.numpy())
+    return out, last, ckpt, ypre
+
+
+@_fwd_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus):
+    dtype = _compute_dtype(u)
+    batch, dim, length = u.shape
+    n_state = A.shape[1]
+    return (u.new_empty(batch, dim, length, dtype=dtype), u.new_empty(batch, dim, n_state, dtype=dtype),
+            u.new_empty(batch, dim, (length + CHECKPOINT - 1) // CHECKPOINT, n_state, dtype=dtype),
+            u.new_empty(batch, dim, length if z is not None else 1, dtype=dtype))
+
+
+@torch.library.custom_op("mambakit::selective_scan_cpu_bwd", mutates_args=(), device_types="cpu")
+def _bwd_op(dout: torch.Tensor, dlast: torch.Tensor, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
+            B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
+            delta_bias: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor], ckpt: torch.Tensor,
+            ypre: torch.Tensor, softplus: bool) -> list[torch.Tensor]:
+    """``[du, ddelta, dA, dB, dC, dD, dz, dbias, dh0]`` in the compute dtype (float64 for the
+    reductions); absent optionals get empty tensors."""
+    dtype = _compute_dtype(u)
+    batch, dim, length = u.shape
+    groups, n_state = B.shape[1], A.shape[1]
+    n_blocks = max(1, min(dim, 2 * numba.get_num_threads() // max(1, batch)))
+    f64 = torch.float64
+    du = torch.empty(batch, dim, length, dtype=dtype)
+    ddelta = torch.empty_like(du)
+    dz = torch.zeros(batch, dim, length if z is not None else 1, dtype=dtype)
+    dh0 = torch.empty(batch, dim, n_state, dtype=f64)
+    dA_p = torch.zeros(batch, dim, n_state, dtype=f64)
+    dD_p = torch.zeros(batch, dim, dtype=f64)
+    dbias_p = torch.zeros(batch, dim, dtype=f64)
+    dB_p = torch.zeros(batch, n_blocks, groups, length, n_state, dtype=dtype)
+    dC_p = torch.zeros_like(dB_p)
+    _backward_kernel(_np(u, dtype), _np(delta, dtype), _np(A, dtype), _grouped_time_last(B, dtype),
+                     _grouped_time_last(C, dtype), _np(D, dtype), _np(z, dtype, 3), _np(delta_bias, dtype),
+                     _seq_np(seq_idx), softplus, D is not None, z is not None, delta_bias is not None,
+                     seq_idx is not None, True, ypre.contiguous().numpy(), ckpt.contiguous().numpy(),
+                     _np(dout, dtype, 3), _np(dlast, dtype, 3), n_blocks, du.numpy(), ddelta.numpy(),
+                     dz.numpy(), dh0.numpy(), dA_p.numpy(), dD_p.numpy(), dbias_p.numpy(),
+                     dB_p.numpy(), dC_p.numpy())
+    empty = torch.empty(0, dtype=dtype)
+    return [du, ddelta, dA_p.sum(0), dB_p.sum(1, dtype=f64).transpose(-1, -2).contiguous(),
+            dC_p.sum(1, dtype=f64).transpose(-1, -2).contiguous(), dD_p.sum(0) if D is not None else empty,
+            dz if z is not None else empty, dbias_p.sum(0) if delta_bias is not None else empty, dh0]
+
+
+@_bwd_op.register_fake
+def _(dout, dlast, u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt, ypre, softplus):
+    dtype = _compute_dtype(u)
+    batch, dim, length = u.shape
+    groups, n_state = B.shape[1], A.shape[1]
+    f64 = torch.float64
+    empty = u.new_empty(0, dtype=dtype)
+    return [u.new_empty(batch, dim, length, dtype=dtype), u.new_empty(batch, dim, length, dtype=dtype),
+            u.new_empty(dim, n_state, dtype=f64), u.new_empty(batch, groups, n_state, length, dtype=f64),
+            u.new_empty(batch, groups, n_state, length, dtype=f64),
+            u.new_empty(dim, dtype=f64) if D is not None else empty,
+            u.new_empty(batch, dim, length, dtype=dtype) if z is not None else empty,
+            u.new_empty(dim, dtype=f64) if delta_bias is not None else empty,
+            u.new_empty(batch, dim, n_state, dtype=f64)]
+
+
+def _setup_context(ctx, inputs, output):
+    u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus = inputs
+    _, _, ckpt, ypre = output
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt, ypre)
+    ctx.softplus = softplus
+    ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
+
+
+def _backward(ctx, dout, dlast, _dckpt, _dypre):
+    u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt, ypre = ctx.saved_tensors
+    if dlast is None:
+        dlast = torch.zeros(u.shape[0], u.shape[1], A.shape[1], dtype=_compute_dtype(u))
+    if dout is None:
+        dout = torch.zeros(u.shape, dtype=_compute_dtype(u))
+    du, ddelta, dA, dB, dC, dD, dz, dbias, dh0 = _bwd_op(dout, dlast, u, delta, A, B, C, D, z, delta_bias,
+                                                        seq_idx, ckpt, ypre, ctx.softplus)
+    return (du.to(u.dtype), ddelta.to(delta.dtype), dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+            dD.to(D.dtype) if D is not None else None, dz.to(z.dtype) if z is not None else None,
+            dbias.to(delta_bias.dtype) if delta_bias is not None else None,
+            dh0.to(ctx.h0_dtype) if ctx.h0_dtype is not None else None, None, None)
+
+
+_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
 def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                        C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
                        delta_bias: Optional[torch.Tensor], delta_softplus: bool,
@@ -305,5 +363,5 @@ def selective_scan_cpu(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B:
 
     B and C must be grouped ``(B, G, N, L)``. Differentiable in every floating input.
     """
-    return _SelectiveScanCPU.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx,
-                                   bool(delta_softplus))
+    out, last, _, _ = _fwd_op(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, bool(delta_softplus))
+    return out, last
