@@ -348,11 +348,31 @@ class MLMWindowDataset(Dataset):
 
 
 # ---- benchmark layouts ---------------------------------------------------------------------------
-class SequenceCSVDataset(Dataset):
+class _LabelledSequences(Dataset):
+    """Shared item access of the labelled-sequence datasets: subclasses fill ``sequences``,
+    ``labels``, ``tokenizer`` and ``transform``; items are ``(input_ids (L,), label)``."""
+
+    sequences: list[str]
+    labels: list[int]
+    item_name = "sequence"
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        seq = self.sequences[i]
+        if self.transform is not None:
+            seq = self.transform(seq)
+        return self.tokenizer.encode(seq, name=f"{self.item_name} {i}"), torch.tensor(self.labels[i])
+
+
+class SequenceCSVDataset(_LabelledSequences):
     """A ``sequence,label`` CSV (header required; other columns ignored) as
     ``(input_ids (L,), label)``. ``classes`` are the sorted distinct labels (ints when all
     labels are integers). ``transform`` is applied to the sequence string before tokenizing.
     """
+
+    item_name = "row"
 
     def __init__(self, path: str | os.PathLike, tokenizer: Optional[CharTokenizer] = None,
                  transform: Optional[Callable[[str], str]] = None) -> None:
@@ -382,17 +402,8 @@ class SequenceCSVDataset(Dataset):
         self.sequences = [s for s, _ in rows]
         self.labels = [lookup[c] for c in (labels if labels is not None else raw)]
 
-    def __len__(self) -> int:
-        return len(self.sequences)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        seq = self.sequences[i]
-        if self.transform is not None:
-            seq = self.transform(seq)
-        return self.tokenizer.encode(seq, name=f"row {i}"), torch.tensor(self.labels[i])
-
-
-class GenomicBenchmarksDataset(Dataset):
+class GenomicBenchmarksDataset(_LabelledSequences):
     """A Genomic Benchmarks data set folder ``root/<split>/...`` in either of its two layouts:
 
     - ``root/<split>/<class>/*.txt``: one sequence per text file (the layout the package writes
@@ -441,15 +452,6 @@ class GenomicBenchmarksDataset(Dataset):
             raise FileNotFoundError(f"{folder}: expected class folders of *.txt files or <class>.csv[.gz] files")
         if not self.sequences:
             raise ValueError(f"{folder}: no sequences found")
-
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        seq = self.sequences[i]
-        if self.transform is not None:
-            seq = self.transform(seq)
-        return self.tokenizer.encode(seq, name=f"sequence {i}"), torch.tensor(self.labels[i])
 
 
 def load_genome_ids(path: str | os.PathLike, tokenizer: Optional[CharTokenizer] = None) -> dict[str, np.ndarray]:
