@@ -40,6 +40,7 @@ from mambakit import Mamba, MultiOrderMixer, RMSNorm, bidirectional
 from mambakit.hub import PretrainedMixin
 from mambakit.ops.conv1d import causal_conv1d
 from mambakit.ops.selective_scan import selective_scan
+from mambakit.modules.mamba import ssm_param
 
 from .tokenizers import complement_map
 
@@ -71,9 +72,9 @@ class BiMamba(Mamba):
         x_dbl = x_proj(x.transpose(1, 2))                                              # (B, L, R + 2N)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = (dt @ dt_proj.weight.t()).transpose(1, 2)                                 # (B, D_in, L)
-        A = -torch.exp(A_log.float())                                                  # (D_in, N)
-        return selective_scan(x, dt, A, B.transpose(1, 2), C.transpose(1, 2), D.float(), z=z,
-                              delta_bias=dt_proj.bias.float(), delta_softplus=True, impl=self.impl)
+        A = -torch.exp(ssm_param(A_log))                                               # (D_in, N)
+        return selective_scan(x, dt, A, B.transpose(1, 2), C.transpose(1, 2), ssm_param(D), z=z,
+                              delta_bias=ssm_param(dt_proj.bias), delta_softplus=True, impl=self.impl)
 
     def forward(self, hidden_states: torch.Tensor, inference_params=None, **kwargs: Any) -> torch.Tensor:
         """``hidden_states (B, L, D)`` -> ``(B, L, D)``."""

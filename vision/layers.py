@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mambakit.modules.mamba import init_dt_bias
+from mambakit.modules.mamba import init_dt_bias, ssm_param
 from mambakit.ops.conv1d import causal_conv1d
 from mambakit.ops.selective_scan import selective_scan
 from mambakit.scan_orders import ScanOrder
@@ -61,9 +61,9 @@ def _scan_branches(xs: torch.Tensor, branches: Sequence[SSMBranch], d_state: int
     b, k, e, length = xs.shape
     w_x = torch.stack([br.x_proj.weight for br in branches])                  # (K, R + 2N, E)
     w_dt = torch.stack([br.dt_proj.weight for br in branches])                # (K, E, R)
-    dt_bias = torch.cat([br.dt_proj.bias for br in branches]).float()         # (K*E,)
-    A = -torch.exp(torch.cat([br.A_log for br in branches]).float())          # (K*E, N)
-    D = torch.cat([br.D for br in branches]).float()                          # (K*E,)
+    dt_bias = ssm_param(torch.cat([br.dt_proj.bias for br in branches]))         # (K*E,)
+    A = -torch.exp(ssm_param(torch.cat([br.A_log for br in branches])))          # (K*E, N)
+    D = ssm_param(torch.cat([br.D for br in branches]))                          # (K*E,)
     x_dbl = torch.einsum("bkel,kce->bkcl", xs, w_x.to(xs.dtype))              # (B, K, R + 2N, L)
     dt, B_, C_ = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=2)
     dt = torch.einsum("bkrl,ker->bkel", dt, w_dt.to(xs.dtype))                # (B, K, E, L)

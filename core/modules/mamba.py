@@ -14,6 +14,12 @@ from ..ops.state_update import selective_state_update
 from .mixer import RecurrentMixer
 
 
+def ssm_param(p: torch.Tensor) -> torch.Tensor:
+    """A, D and the dt bias enter the scan in float32 when the model is in half precision (as
+    mamba_ssm), and keep float64 in a float64 model."""
+    return p if p.dtype == torch.float64 else p.float()
+
+
 def init_dt_bias(size: int, dt_min: float, dt_max: float, dt_init_floor: float,
                  device=None) -> torch.Tensor:
     """Bias whose softplus is log-uniform in ``[dt_min, dt_max]`` (inverse softplus of dt)."""
@@ -87,10 +93,10 @@ class Mamba(RecurrentMixer):
         x_dbl = self.x_proj(x.transpose(1, 2))                                # (B, L, R + 2N)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = torch.matmul(self.dt_proj.weight, dt.transpose(1, 2))            # (B, D_in, L)
-        A = -torch.exp(self.A_log.float())                                    # (D_in, N)
+        A = -torch.exp(ssm_param(self.A_log))                                    # (D_in, N)
         y, last_state = selective_scan(
-            x, dt, A, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), self.D.float(), z=z,
-            delta_bias=self.dt_proj.bias.float(), delta_softplus=True, return_last_state=True,
+            x, dt, A, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), ssm_param(self.D), z=z,
+            delta_bias=ssm_param(self.dt_proj.bias), delta_softplus=True, return_last_state=True,
             initial_state=ssm_state, seq_idx=seq_idx, impl=self.impl)         # (B, D_in, L)
         out = self.out_proj(y.transpose(1, 2))                                # (B, L, d_model)
         new_conv_state = None
@@ -120,7 +126,7 @@ class Mamba(RecurrentMixer):
         x_db = self.x_proj(x)                                                 # (B, R + 2N)
         dt, B, C = torch.split(x_db, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = dt @ self.dt_proj.weight.t()                                     # (B, D_in)
-        A = -torch.exp(self.A_log.float())
-        y = selective_state_update(ssm_state, x, dt, A, B, C, self.D.float(), z=z,
-                                   dt_bias=self.dt_proj.bias.float(), dt_softplus=True)
+        A = -torch.exp(ssm_param(self.A_log))
+        y = selective_state_update(ssm_state, x, dt, A, B, C, ssm_param(self.D), z=z,
+                                   dt_bias=ssm_param(self.dt_proj.bias), dt_softplus=True)
         return self.out_proj(y)

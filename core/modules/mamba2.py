@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ..ops.conv1d import causal_conv1d, causal_conv1d_update
 from ..ops.ssd import ssd_chunk_scan, ssd_state_update
 from .mixer import RecurrentMixer
-from .mamba import init_dt_bias
+from .mamba import init_dt_bias, ssm_param
 from .norms import RMSNormGated
 
 
@@ -104,7 +104,7 @@ class Mamba2(RecurrentMixer):
                             seq_idx=seq_idx).transpose(1, 2)                 # (B, L, conv_dim)
         x, B, C = torch.split(xBC, [self.d_ssm, self.ngroups * self.d_state,
                                     self.ngroups * self.d_state], dim=-1)
-        A = -torch.exp(self.A_log.float())                                    # (H,)
+        A = -torch.exp(ssm_param(self.A_log))                                    # (H,)
         y, final = ssd_chunk_scan(
             x.unflatten(-1, (self.nheads, self.headdim)), dt, A,
             B.unflatten(-1, (self.ngroups, self.d_state)), C.unflatten(-1, (self.ngroups, self.d_state)),
@@ -135,7 +135,7 @@ class Mamba2(RecurrentMixer):
         xBC = causal_conv1d_update(xBC, conv_state, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
         x, B, C = torch.split(xBC, [self.d_ssm, self.ngroups * self.d_state,
                                     self.ngroups * self.d_state], dim=-1)
-        A = -torch.exp(self.A_log.float())
+        A = -torch.exp(ssm_param(self.A_log))
         y = ssd_state_update(
             ssm_state, x.unflatten(-1, (self.nheads, self.headdim)), dt, A,
             B.unflatten(-1, (self.ngroups, self.d_state)), C.unflatten(-1, (self.ngroups, self.d_state)),

@@ -211,9 +211,10 @@ def mamba_slow_path(m, hidden_states: torch.Tensor) -> torch.Tensor:
     dt, B, C = torch.split(x_dbl, [m.dt_rank, m.d_state, m.d_state], dim=-1)
     dt = (m.dt_proj.weight.to(F64) @ dt.transpose(1, 2))                       # (b, d_inner, L)
     # as mamba_ssm: A, D and the dt bias enter the scan through float32
-    A = -torch.exp(m.A_log.float()).to(F64)
-    y, _ = selective_scan_recurrence(x, dt, A, B.transpose(1, 2), C.transpose(1, 2), m.D.float().to(F64), z,
-                                     delta_bias=m.dt_proj.bias.float().to(F64), delta_softplus=True)
+    # A, D and the dt bias stay float64 in a float64 model (float32 only under half precision)
+    A = -torch.exp(m.A_log.to(F64))
+    y, _ = selective_scan_recurrence(x, dt, A, B.transpose(1, 2), C.transpose(1, 2), m.D.to(F64), z,
+                                     delta_bias=m.dt_proj.bias.to(F64), delta_softplus=True)
     return F.linear(y.transpose(1, 2), m.out_proj.weight.to(F64),
                     None if m.out_proj.bias is None else m.out_proj.bias.to(F64))
 
@@ -239,7 +240,7 @@ def mamba2_slow_path(m, u: torch.Tensor) -> torch.Tensor:
     B = B.reshape(batch, length, G, N)
     C = C.reshape(batch, length, G, N)
     dt = softplus64(dt + m.dt_bias.to(F64)).clamp(*m.dt_limit)
-    A = -torch.exp(m.A_log.float()).to(F64)  # as mamba_ssm: A through float32
+    A = -torch.exp(m.A_log.to(F64))  # float64 model: A stays float64
     D = m.D.to(F64).reshape(H, P) if m.D_has_hdim else m.D.to(F64).reshape(H, 1)
     h = torch.zeros(batch, H, P, N, dtype=F64)
     ys = []
