@@ -91,3 +91,42 @@ def build_fashion_mnist(config: TrainConfig) -> RecipeParts:
 register_recipe("vision", "fashion-mnist-vim-tiny", 1, build_fashion_mnist, config=fashion_mnist_config,
                 description="Vim-Tiny (embed 192, depth 24, patch 2 on 28x28, middle class token) from "
                             "scratch on Fashion-MNIST; test accuracy")
+
+
+def fashion_mnist_micro_config() -> TrainConfig:
+    """A Vim small enough to train on a laptop CPU in minutes (the demo app's checkpoint)."""
+    config = fashion_mnist_config()
+    config.output_dir, config.epochs, config.batch_size, config.eval_batch_size = \
+        "runs/fashion-mnist-vim-micro", 3, 128, 500
+    config.ema_decay, config.num_workers, config.log_every = 0.0, 0, 100
+    config.optim = OptimConfig(lr=2e-3, weight_decay=0.05, betas=[0.9, 0.999], warmup_steps=200,
+                               schedule="cosine", min_lr_ratio=0.02, grad_clip=1.0)
+    config.model = {"embed_dim": 64, "depth": 4, "d_state": 16, "patch_size": 4, "stride": 4,
+                    "cls_position": "middle", "global_pool": "cls", "drop_path_rate": 0.0}
+    config.data = {**config.data, "re_prob": 0.0, "label_smoothing": 0.0}
+    return config
+
+
+register_recipe("vision", "fashion-mnist-vim-micro", 1, build_fashion_mnist, config=fashion_mnist_micro_config,
+                description="Vim-micro (embed 64, depth 4, patch 4: 49 tokens) on Fashion-MNIST in a few CPU "
+                            "minutes per epoch; the demo app's image classifier")
+
+
+def export_checkpoint(name: str, run_dir: str = "", out_dir: str = "") -> str:
+    """Save the final weights of a finished run of recipe ``name`` with ``save_pretrained``
+    into ``vision/checkpoints/<name>`` (or ``out_dir``); returns the folder."""
+    from pathlib import Path
+
+    from mambakit.train import checkpoint as ckpt
+    from mambakit.train.recipes import find_recipe
+
+    recipe = find_recipe("vision", name)
+    config = recipe.config()
+    model = Vim(VimConfig(img_size=28, in_chans=1, num_classes=10, **config.model))
+    root = Path(run_dir or config.output_dir) / "checkpoints"
+    folder = ckpt.latest_checkpoint(root)
+    if folder is None:
+        raise FileNotFoundError(f"no checkpoint in {root}: train the recipe first")
+    ckpt.load_weights(folder, model)
+    out = Path(out_dir) if out_dir else Path(__file__).resolve().parent / "checkpoints" / name
+    return str(model.eval().save_pretrained(out))

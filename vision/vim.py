@@ -12,15 +12,17 @@ Parameter names follow the official Vim except the per-direction SSM parameters
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from mambakit import PretrainedMixin
 
 from mambakit.modules.block import Block
 from mambakit.modules.norms import RMSNorm
@@ -79,6 +81,18 @@ class VimConfig:
             raise ValueError("VimConfig: drop_rate and drop_path_rate must lie in [0, 1)")
         return self
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "VimConfig":
+        """Inverse of ``to_dict`` (JSON lists become tuples); unknown keys are refused."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names - {"model_type"})
+        if unknown:
+            raise ValueError(f"VimConfig: unknown fields {unknown}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
+
 
 class VimBlock(Block):
     """Core pre-norm residual block with stochastic depth on the mixer output (as Vim's Block):
@@ -94,13 +108,16 @@ class VimBlock(Block):
         return super()._add(hidden_states, residual)
 
 
-class Vim(nn.Module):
+class Vim(PretrainedMixin, nn.Module):
     """Vision Mamba classifier: images ``(B, C, H, W)`` -> logits ``(B, num_classes)``.
 
     ``forward_features`` returns the normalised tokens ``(B, N (+1), D)`` (class token at
     ``cls_index(N)``); ``forward_head`` pools and classifies. Any image size works: the patch
     position embedding is bicubically resampled to the new grid (fine-tune at 224, run at 1024).
     """
+
+    config_class = VimConfig
+    model_type = "vim"
 
     def __init__(self, config: Optional[VimConfig] = None, **kwargs) -> None:
         super().__init__()

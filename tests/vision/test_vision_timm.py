@@ -71,3 +71,21 @@ def test_weights_from_local_file_vmamba(seed, tmp_path):
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), source(x))
+
+
+def test_vim_save_pretrained_round_trip(seed, tmp_path):
+    from mambakit.vision.vim import Vim, VimConfig
+
+    torch.manual_seed(seed)
+    model = Vim(VimConfig(img_size=(28, 24), in_chans=1, num_classes=7, embed_dim=16, depth=2,
+                          patch_size=4, stride=(4, 3))).eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.2)
+    folder = model.save_pretrained(tmp_path / "vim")
+    loaded = Vim.from_pretrained(folder)
+    assert loaded.config == model.config            # tuples survive the JSON round trip
+    x = torch.randn(2, 1, 28, 24)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    (folder / "config.json").write_text('{"embed_dim": 16, "colour": 3}')
+    with pytest.raises(ValueError, match="colour"):
+        Vim.from_pretrained(folder)
