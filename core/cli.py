@@ -152,11 +152,15 @@ def cmd_train(args, argv: Sequence[str]) -> int:
     parts = recipe.build(config)
     config = parts.config
     result = fit(parts.model, parts.train_data, parts.eval_data, loss_fn=parts.loss_fn, metrics=parts.metrics,
-                 config=config, collate_fn=parts.collate_fn, predict_fn=parts.predict_fn, resume=args.resume)
+                 config=config, collate_fn=parts.collate_fn, predict_fn=parts.predict_fn, resume=args.resume,
+                 test_data=parts.test_data)
     if not _is_main_process():
         return 0
-    print(json.dumps({"step": result.step, "metrics": result.final_metrics, "best": result.best_metric,
-                      "best_step": result.best_step, "output_dir": str(result.output_dir)}, indent=2))
+    summary = {"step": result.step, "metrics": result.final_metrics, "best": result.best_metric,
+               "best_step": result.best_step, "output_dir": str(result.output_dir)}
+    if parts.test_data is not None:
+        summary.update(test_metrics=result.test_metrics, test_metrics_final=result.test_metrics_final)
+    print(json.dumps(summary, indent=2))
     if args.record is not None:
         from .train.distributed import resolve_device
 
@@ -166,6 +170,9 @@ def cmd_train(args, argv: Sequence[str]) -> int:
             "name": recipe.name, "recipe": recipe.key, "description": recipe.description,
             "dataset": parts.dataset_name, "split": parts.split,
             "metrics": result.final_metrics,
+            **({"test_metrics": result.test_metrics, "test_metrics_final": result.test_metrics_final,
+                "selected_step": result.best_step, "metrics_are": "validation (eval_data); test_metrics: "
+                "test split, weights selected on validation"} if parts.test_data is not None else {}),
             "baseline": parts.baseline() if parts.baseline is not None else None,
             "model": {"parameters": sum(p.numel() for p in parts.model.parameters()), **config.model},
             "train": {"steps": result.step, "train_time_s": round(result.train_time_s, 1),

@@ -12,10 +12,11 @@ per-sample ``(B, ...)`` score tensor, gathered over the full set and every proce
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
@@ -56,6 +57,8 @@ class FitResult:
     last_checkpoint: Optional[Path]
     resumed_from: Optional[Path] = None
     train_time_s: float = 0.0
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    test_metrics_final: dict[str, float] = field(default_factory=dict)
 
 
 # ---- batches ------------------------------------------------------------------------------------
@@ -73,6 +76,8 @@ def _to_device(obj: Any, device: torch.device) -> Any:
         return {k: _to_device(v, device) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_device(v, device) for v in obj)
+    if callable(getattr(obj, "to", None)) and hasattr(obj, "num_nodes"):  # PyG Data / Batch
+        return obj.to(device, non_blocking=True)
     return obj
 
 
@@ -231,8 +236,15 @@ def evaluate(model: nn.Module, dataset: Dataset, loss_fn: Optional[LossFn] = Non
 def fit(model: nn.Module, train_data: Dataset, eval_data: Optional[Dataset] = None, *, loss_fn: LossFn,
         metrics: Optional[Iterable[MetricLike]] = None, config: Optional[TrainConfig] = None,
         collate_fn: Optional[Callable] = None, predict_fn: Optional[PredictFn] = None,
-        resume: Union[bool, str, Path, None] = None) -> FitResult:
+        resume: Union[bool, str, Path, None] = None, test_data: Optional[Dataset] = None) -> FitResult:
     """Train ``model`` on ``train_data``; evaluate on ``eval_data``; checkpoint as it goes.
+
+    ``test_data`` (optional) is touched once, after training: ``FitResult.test_metrics`` are
+    the test metrics of the checkpoint selected on ``eval_data`` (``checkpoints/best``, by
+    ``metric_for_best``; the final weights when there is no ``eval_data``), and
+    ``test_metrics_final`` those of the final weights. With a validation set as ``eval_data``
+    this is the usual protocol: select on validation, report test. ``model`` keeps its final
+    weights.
 
     Writes ``<output_dir>/train_config.json``, ``metrics.jsonl`` (the history, one record per
     line) and ``checkpoints/`` (last ``keep_last`` step checkpoints and ``best/``).
@@ -258,13 +270,18 @@ def fit(model: nn.Module, train_data: Dataset, eval_data: Optional[Dataset] = No
     _check_dataset("train_data", train_data)
     if eval_data is not None:
         _check_dataset("eval_data", eval_data)
+    if test_data is not None:
+        _check_dataset("test_data", test_data)
     metric_objs = resolve_metrics(metrics)
     if eval_data is not None:
         greater_is_better(config.metric_for_best, metric_objs)  # validates the name early
     info = setup(config.device)
     try:
-        return _Trainer(model, train_data, eval_data, loss_fn, metric_objs, config, collate_fn,
-                        predict_fn, info).run(resume)
+        trainer = _Trainer(model, train_data, eval_data, loss_fn, metric_objs, config, collate_fn, predict_fn, info)
+        result = trainer.run(resume)
+        if test_data is not None:
+            trainer.run_test(test_data, result)
+        return result
     finally:
         teardown(info)
 
@@ -381,6 +398,35 @@ class _Trainer:
         self._log(f"eval @ step {self.step}: {shown}" + (" (best)" if improved else ""))
         self.final_metrics = metrics
         return metrics
+
+    def _evaluate_on(self, data: Dataset) -> dict[str, float]:
+        return _evaluate(self.model, data, self.loss_fn, self.metrics, self.info, self.eval_batch,
+                         self.amp_dtype, self.collate_fn, self.predict_fn, self.config.num_workers)
+
+    def run_test(self, test_data: Dataset, result: FitResult) -> None:
+        """Fill ``result.test_metrics`` (best-on-eval weights) and ``test_metrics_final``."""
+        scope = self.ema.average_parameters(self.model) if self.ema is not None else nullcontext()
+        with scope:
+            final = self._evaluate_on(test_data)
+        best_dir = self.ckpt_root / ckpt.BEST
+        if self.eval_data is not None and (best_dir / ckpt.WEIGHTS).is_file():
+            barrier(self.info)
+            keep = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            ckpt.load_weights(best_dir, self.model, device=self.info.device)
+            try:
+                best = self._evaluate_on(test_data)
+            finally:
+                self.model.load_state_dict(keep)
+            best_step = json.loads((best_dir / ckpt.METRICS).read_text()).get("step") \
+                if (best_dir / ckpt.METRICS).is_file() else self.best_step
+        else:
+            best, best_step = final, self.step
+        result.test_metrics, result.test_metrics_final = best, final
+        for name, metrics, step in (("test", best, best_step), ("test_final", final, self.step)):
+            self.history.append({"split": name, "step": step, **metrics})
+        result.history = list(self.history.records)
+        self._log("test (weights selected on eval, step %s): %s" % (
+            best_step, " ".join(f"{k} {v:.4f}" for k, v in best.items())))
 
     def _nonfinite(self, what: str, value: float, epoch: int) -> None:
         latest = ckpt.latest_checkpoint(self.ckpt_root)

@@ -32,6 +32,10 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 class RecipeParts:
     """Everything ``fit`` needs, as a recipe builds it.
 
+    ``eval_data`` is what ``fit`` evaluates during training (and selects ``checkpoints/best``
+    on); a recipe with a separate ``test_data`` gets it scored once at the end with the selected
+    weights (recorded as ``test_metrics``).
+
     ``baseline`` (optional) computes the comparison recorded next to the recipe's result:
     ``baseline() -> {"name": str, "metrics": {name: value}, ...}``, on the same evaluation set.
     """
@@ -45,6 +49,7 @@ class RecipeParts:
     collate_fn: Optional[Callable] = None
     predict_fn: Optional[Callable] = None
     baseline: Optional[Callable[[], dict]] = None
+    test_data: Optional[Dataset] = None
     dataset_name: str = ""
     split: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -119,6 +124,7 @@ def _load_domain(domain: str) -> None:
         raise ValueError(f"unknown domain {domain!r}; domains: {', '.join(DOMAINS)}")
     if domain == "core":
         importlib.import_module("mambakit.train.lm_recipes")
+        importlib.import_module("mambakit.train.synthetic_recipes")
         return
     try:
         importlib.import_module(f"mambakit.{domain}.recipes")

@@ -109,6 +109,28 @@ def test_fit_writes_history_checkpoints_and_best(tmp_path):
     assert set(result.final_metrics) == {"loss", "accuracy", "f1"}
 
 
+def test_test_data_is_scored_with_the_weights_selected_on_eval(tmp_path):
+    cfg = tiny_config(tmp_path, max_steps=9, eval_every=3, metric_for_best="loss", keep_last=1)
+    model = make_model()
+    val, test = TokenClassData(9, seed=2), TokenClassData(11, seed=3)
+    result = fit(model, TokenClassData(24), val, loss_fn=ce_loss, metrics=["accuracy"], config=cfg,
+                 test_data=test)
+    final_state = state_of(model)
+    # test_metrics_final: the final weights; test_metrics: the best-on-validation checkpoint
+    assert result.test_metrics_final == pytest.approx(evaluate(model, test, ce_loss, ["accuracy"]), rel=1e-6)
+    best_model = make_model(seed=123)
+    from mambakit.train import load_weights
+    load_weights(tmp_path / "checkpoints" / "best", best_model)
+    assert result.test_metrics == pytest.approx(evaluate(best_model, test, ce_loss, ["accuracy"]), rel=1e-6)
+    assert max_abs_diff(state_of(model), final_state) == 0          # model keeps its final weights
+    evals = {r["step"]: r["loss"] for r in result.history if r["split"] == "eval"}
+    assert result.best_step == min(evals, key=evals.get)
+    tests = [r for r in result.history if r["split"] in ("test", "test_final")]
+    assert [r["step"] for r in tests] == [result.best_step, 9]
+    if result.best_step != 9:
+        assert result.test_metrics != result.test_metrics_final
+
+
 def test_evaluate_uses_the_full_set_not_batch_averages():
     model = make_model().eval()
     data = TokenClassData(23, seed=3)
