@@ -199,9 +199,15 @@ def _evaluate(model: nn.Module, dataset: Dataset, loss_fn: Optional[LossFn], met
         local = (np.asarray(sampler.indices, dtype=np.int64),
                  np.concatenate(scores) if scores else None, np.concatenate(targets_all) if targets_all else None)
         parts = [p for p in all_gather_objects(local, info) if p[1] is not None]
-        order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")
-        y_score = np.concatenate([p[1] for p in parts])[order]
-        y_true = np.concatenate([p[2] for p in parts])[order]
+        y_score = np.concatenate([p[1] for p in parts])
+        y_true = np.concatenate([p[2] for p in parts])
+        item_ids = np.concatenate([p[0] for p in parts])
+        if len(y_score) == len(item_ids):
+            # One row per dataset item: put the rows back in dataset order (the same on every
+            # process). Items that give several rows (node-level graph tasks, per-token scores)
+            # keep each process's batch order; scores and targets stay aligned either way.
+            order = np.argsort(item_ids, kind="stable")
+            y_score, y_true = y_score[order], y_true[order]
     return compute_metrics(metrics, y_true, y_score, mean_loss)
 
 

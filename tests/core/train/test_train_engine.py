@@ -131,6 +131,36 @@ def test_test_data_is_scored_with_the_weights_selected_on_eval(tmp_path):
         assert result.test_metrics != result.test_metrics_final
 
 
+class VariableRowsData(torch.utils.data.Dataset):
+    """Items with a different number of labelled rows each (like the nodes of graphs)."""
+
+    def __init__(self, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.items = [(torch.randn(int(n), 3, generator=g), torch.randint(0, 3, (int(n),), generator=g))
+                      for n in torch.randint(1, 7, (13,), generator=g)]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def concat_rows(items):
+    return torch.cat([x for x, _ in items]), torch.cat([y for _, y in items])
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 32])
+def test_metrics_of_items_with_several_rows_each(seed, batch_size):
+    data = VariableRowsData(seed)
+    model = torch.nn.Linear(3, 3)
+    x, y = concat_rows([data[i] for i in range(len(data))])
+    with torch.no_grad():
+        expected = (model(x).argmax(1) == y).double().mean().item()
+    got = evaluate(model, data, metrics=["accuracy"], batch_size=batch_size, collate_fn=concat_rows)
+    assert got["accuracy"] == pytest.approx(expected, abs=1e-12)
+
+
 def test_evaluate_uses_the_full_set_not_batch_averages():
     model = make_model().eval()
     data = TokenClassData(23, seed=3)
