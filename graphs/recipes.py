@@ -30,7 +30,7 @@ from mambakit.train import OptimConfig, RecipeParts, TrainConfig, register_recip
 
 from .data import GraphTaskDataset, graph_collate
 from .models import GraphModel, config_for_budget
-from .sbm import SBMCluster, SBMPattern
+from .sbm import PatternConfig, SBMCluster, SBMPattern
 
 DATASETS = {"pattern": SBMPattern, "cluster": SBMCluster}
 # recipe model name -> (preset, preset overrides chosen before any test number was seen)
@@ -73,7 +73,7 @@ def default_config(dataset: str, model: str) -> TrainConfig:
         optim=OptimConfig(lr=5e-4, weight_decay=1e-5, betas=[0.9, 0.999], warmup_steps=1565,
                           schedule="cosine", min_lr_ratio=0.0, grad_clip=1.0),
         model={"preset": preset, "budget": PARAMETER_BUDGET, **overrides},
-        data={"dataset": dataset, "root": "", "dataset_seed": 0})
+        data={"dataset": dataset, "root": "", "dataset_seed": 0, "variant": "released"})
 
 
 def build(config: TrainConfig) -> RecipeParts:
@@ -84,7 +84,13 @@ def build(config: TrainConfig) -> RecipeParts:
     root = Path(data.get("root") or default_root())
     seed = int(data.get("dataset_seed", 0))
     sizes = data.get("num_graphs") or {}          # smaller splits for smoke runs, e.g. {"train": 64}
-    graphs = {s: DATASETS[name](root, split=s, seed=seed, num_graphs=sizes.get(s))
+    variant = data.get("variant", "released")
+    if variant not in ("released", "paper"):
+        raise ValueError(f"data.variant: expected 'released' or 'paper', got {variant!r}")
+    # "released": PATTERN's patterns of 5..34 nodes, as in the generation notebook the released
+    # files (and so every published number) came from; "paper": 20-node patterns, as the text says.
+    gen_config = PatternConfig(pattern_size=(5, 34)) if name == "pattern" and variant == "released" else None
+    graphs = {s: DATASETS[name](root, split=s, seed=seed, num_graphs=sizes.get(s), config=gen_config)
               for s in ("train", "val", "test")}
     every = data.get("subset_every") or {}        # every k-th graph, e.g. {"train": 5}: all patterns kept
     splits = {s: GraphTaskDataset(Subset(g, range(0, len(g), int(every[s]))) if s in every else g,
@@ -95,7 +101,7 @@ def build(config: TrainConfig) -> RecipeParts:
                                      task="node", num_classes=train.num_classes, **m)
     torch.manual_seed(config.seed)
     model = GraphModel(model_config)
-    split = (f"{train.name} generated locally (dataset seed {seed}, mambakit.graphs.sbm): train "
+    split = (f"{train.name} ({variant} variant) generated locally (dataset seed {seed}, mambakit.graphs.sbm): train "
              f"{len(graphs['train'])}, val {len(graphs['val'])}, test {len(graphs['test'])} graphs; "
              "checkpoint selected on val balanced accuracy, test scored once with it")
     def anchors() -> dict:
