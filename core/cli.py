@@ -1,4 +1,4 @@
-"""The ``mambakit`` command line: train, eval, recipes, bench, demo.
+"""The ``mambakit`` command line: train, eval, recipes, bench, tables, demo.
 
     mambakit train core klebsiella-lm-tiny --set max_steps=100 --set optim.lr=3e-4
     mambakit train core runs/klebsiella-lm-tiny/train_config.json --resume
@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
                                        "With NAME: run benchmarks/NAME.py with the remaining arguments.")
     bench.add_argument("name", nargs="?", default=None, help="benchmark script name (without .py)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+
+    tables = sub.add_parser("tables", help="regenerate docs/benchmarks.md from the recorded JSON results",
+                            description="Regenerate docs/benchmarks.md from benchmarks/results/*.json (and check "
+                                        "it: --check), optionally re-running what this machine can run (--run).")
+    from .tables import add_arguments as _tables_arguments
+    _tables_arguments(tables)
 
     demo = sub.add_parser("demo", help="launch the Gradio demo app (mambakit.apps)",
                           description="Start the demo app from mambakit.apps (one tab per domain).")
@@ -257,6 +263,11 @@ def cmd_bench(args) -> int:
     return subprocess.call([sys.executable, str(folder / f"{args.name}.py"), *args.args])
 
 
+def cmd_tables(args) -> int:
+    from .tables import run
+    return run(args)
+
+
 def cmd_demo(args) -> int:
     try:
         import mambakit.apps as apps
@@ -302,6 +313,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_recipes(args)
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command == "tables":
+            return cmd_tables(args)
         return cmd_demo(args)
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
