@@ -121,12 +121,12 @@ def build(config: TrainConfig) -> RecipeParts:
 TINY_LAYERS = {"graph-mamba": 3, "gatedgcn": 8, "graphgps": 3, "gmn": 3}
 
 
-def tiny_config(model: str = "graph-mamba") -> TrainConfig:
-    """A ~40k-parameter model trained for 2 short epochs on every 5th PATTERN training graph: a
-    few CPU minutes. ``pattern-graph-mamba-tiny`` is the demo app's graph model; the others
-    are the same-budget comparisons in the same harness."""
-    config = default_config("pattern", model)
-    config.output_dir, config.epochs, config.batch_size, config.log_every = f"runs/pattern-{model}-tiny", 2, 16, 25
+def tiny_config(model: str = "graph-mamba", dataset: str = "pattern") -> TrainConfig:
+    """A ~40k-parameter model trained for 2 short epochs on every 5th training graph: a few CPU
+    minutes. ``pattern-graph-mamba-tiny`` is the demo app's graph model; the others are the
+    same-budget comparisons in the same harness."""
+    config = default_config(dataset, model)
+    config.output_dir, config.epochs, config.batch_size, config.log_every = f"runs/{dataset}-{model}-tiny", 2, 16, 25
     config.optim.warmup_steps, config.optim.lr = 50, 2e-3
     config.model = {**config.model, "budget": 40_000, "num_layers": TINY_LAYERS[model]}
     config.model.pop("attn_dropout", None)
@@ -142,10 +142,11 @@ def _register() -> None:
             register_recipe("graphs", f"{dataset}-{model}", 1, build, config=config,
                             description=f"{model} on SBM {dataset.upper()} (~500k parameters), weighted "
                                         f"accuracy on the test split at the best validation checkpoint")
-    for model in MODELS:
-        register_recipe("graphs", f"pattern-{model}-tiny", 1, build, config=partial(tiny_config, model),
-                        description=f"{model} (~40k parameters) on every 5th PATTERN training graph, 2 epochs "
-                                    "(CPU minutes); test on all 2000 test graphs")
+    for dataset in DATASETS:
+        for model in MODELS:
+            register_recipe("graphs", f"{dataset}-{model}-tiny", 1, build, config=partial(tiny_config, model, dataset),
+                            description=f"{model} (~40k parameters) on every 5th {dataset.upper()} training graph, "
+                                        "2 epochs (CPU minutes); test on the whole test split")
 
 
 _register()
