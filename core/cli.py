@@ -270,27 +270,12 @@ def cmd_tables(args) -> int:
 
 def cmd_demo(args) -> int:
     try:
-        import mambakit.apps as apps
-    except ImportError:
-        apps = None
-    launch = getattr(apps, "main", None) if apps is not None else None
-    if not callable(launch):
-        # Until the Gradio app exists, the demo is the DNA language model end to end.
-        from .demo_dna import run
-        parser = argparse.ArgumentParser(prog="mambakit demo", description="Train a small Mamba DNA LM on "
-                                         "real genomes, evaluate it and generate (until the app exists).")
-        parser.add_argument("--steps", type=int, default=60, help="training steps (default 60, about a minute)")
-        parser.add_argument("--new-tokens", type=int, default=64, help="bases to generate")
-        parser.add_argument("--output-dir", default="runs/demo-dna", help="where checkpoints go")
-        opts = parser.parse_args(list(args.args))
-        try:
-            run(steps=opts.steps, new_tokens=opts.new_tokens, output_dir=opts.output_dir)
-        except (ValueError, FileNotFoundError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return EXIT_ERROR
-        return 0
-    result = launch(list(args.args))
-    return int(result or 0)
+        from .apps import main as launch
+    except ImportError as err:   # the app needs the [apps] extra (gradio)
+        print(f"error: the demo app needs gradio: pip install 'mambakit[apps]' ({err}). Without it, "
+              "`python -m mambakit.demo_dna` runs the DNA language-model walk-through.", file=sys.stderr)
+        return EXIT_ERROR
+    return int(launch(list(args.args)) or 0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

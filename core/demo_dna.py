@@ -1,4 +1,4 @@
-"""The main job until the Gradio app exists: a small Mamba DNA language model, end to end.
+"""A small Mamba DNA language model, end to end (``python -m mambakit.demo_dna``).
 
 Trains the ``core/klebsiella-lm-tiny`` recipe for a short budget on three Klebsiella genomes,
 evaluates bits per base on the held-out genome next to the order-6 Markov baseline, then
@@ -7,7 +7,9 @@ and reports how many generated bases match the real genome.
 """
 from __future__ import annotations
 
+import argparse
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -53,3 +55,23 @@ def run(steps: int = 60, prompt_len: int = 256, new_tokens: int = 64, output_dir
     print(f"truth      {tokenizer.decode(truth.tolist())}")
     print(f"mamba      {tokenizer.decode(out.tolist())}   ({matches}/{len(truth)} bases match)")
     return report
+
+
+def main(argv=None) -> int:
+    """``python -m mambakit.demo_dna [--steps N] [--new-tokens N] [--output-dir DIR]``."""
+    parser = argparse.ArgumentParser(prog="python -m mambakit.demo_dna",
+                                     description="Train a small Mamba DNA LM on real genomes, evaluate it and generate.")
+    parser.add_argument("--steps", type=int, default=60, help="training steps (default 60, about a minute)")
+    parser.add_argument("--new-tokens", type=int, default=64, help="bases to generate")
+    parser.add_argument("--output-dir", default="runs/demo-dna", help="where checkpoints go")
+    opts = parser.parse_args(argv)
+    try:
+        run(steps=opts.steps, new_tokens=opts.new_tokens, output_dir=opts.output_dir)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

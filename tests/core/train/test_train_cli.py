@@ -28,15 +28,16 @@ def test_errors_become_exit_codes(capsys, tmp_path):
     assert main(["train", "core", "klebsiella-lm-tiny", "--set", "optim.lrr=1"]) == 2
     assert "unknown config key 'optim.lrr'" in capsys.readouterr().err
     assert main(["train", "nodomain", "x"]) == 2
-    assert main(["demo", "--steps", "0"]) == 2
-    assert "must be >= 1" in capsys.readouterr().err
+    assert main(["demo", "--port", "70000"]) == 2                 # the app's own options
+    assert "--port must be in" in capsys.readouterr().err
     assert main(["recipes", "core"]) == 0
     assert "klebsiella-lm-tiny@1" in capsys.readouterr().out
     assert main(["bench"]) == 0
 
 
-def test_demo_trains_evaluates_and_generates(capsys, tmp_path):
-    """The README's main job, shortened: real genomes in, bits per base and a continuation out."""
+def test_dna_lm_demo_trains_evaluates_and_generates(capsys, tmp_path):
+    """The DNA language-model walk-through (``python -m mambakit.demo_dna``), shortened: real
+    genomes in, bits per base and a continuation out."""
     from mambakit.data import dataset_path
     try:
         present = dataset_path("genomics", "klebsiella").is_dir()
@@ -44,7 +45,8 @@ def test_demo_trains_evaluates_and_generates(capsys, tmp_path):
         present = False
     if not present:
         pytest.skip("../shared/data/genomics/klebsiella is not present")
-    assert main(["demo", "--steps", "3", "--new-tokens", "8", "--output-dir", str(tmp_path / "demo")]) == 0
+    from mambakit.demo_dna import main as demo_main
+    assert demo_main(["--steps", "3", "--new-tokens", "8", "--output-dir", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     assert "bits/base" in out and "bases match" in out
 
