@@ -281,8 +281,8 @@ def cmd_demo(args) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``mambakit`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["demo"] and not {"-h", "--help"} & set(argv[1:2]):
-        return cmd_demo(argparse.Namespace(args=argv[1:]))  # its options belong to the demo itself
+    if argv[:1] == ["demo"]:
+        return cmd_demo(argparse.Namespace(args=argv[1:]))  # its options (and --help) belong to the app
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
