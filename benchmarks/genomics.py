@@ -14,7 +14,6 @@ events) or of wall-clock repeats (CPU), peak memory, bases per second, and write
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -24,7 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from mambakit.genomics import Caduceus, CaduceusConfig, count_parameters
-from mambakit.train.records import git_commit, machine_info, now_iso
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import write_rows_record  # noqa: E402
 
 VARIANTS = {
     "rcps-bimamba": dict(rcps=True, bidirectional=True, tie_projections=True),
@@ -127,16 +128,8 @@ def main(argv=None) -> int:
         else:
             print(f"{r['variant']:<14}{r['length']:>8}{str(r['checkpointing']):>6}{r['parameters']:>11,}"
                   f"{r['fwd_bwd_ms']:>12.1f}{r['bases_per_s'] / 1e6:>10.3f}{r.get('peak_memory_gib', float('nan')):>10.2f}")
-    tag = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).split()[-1].lower()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {"name": "genomics_long_fwd_bwd", "metrics": {"rows": rows},
-              "baseline": "mamba (forward-only) rows in the same table, same shapes",
-              "machine": machine_info(device), "date": now_iso(), "git": git_commit(),
-              "command": "python benchmarks/genomics.py " + " ".join(argv if argv is not None else sys.argv[1:])}
-    path = out / f"genomics_long_{tag}.json"
-    path.write_text(json.dumps(record, indent=2))
-    print(f"written {path}")
+    write_rows_record(args.out, "genomics_long", "genomics_long_fwd_bwd", rows,
+                      "mamba (forward-only) rows in the same table, same shapes", device, "genomics.py", argv)
     return 0
 
 

@@ -16,7 +16,6 @@ peak memory; an out-of-memory size is recorded as such. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,10 +24,9 @@ import torch.nn.functional as F
 from torch_geometric.data import Batch, Data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import median_ms  # noqa: E402
+from timing import median_ms, write_rows_record  # noqa: E402
 
 from mambakit.graphs.models import GraphModel, config_for_budget  # noqa: E402
-from mambakit.train.records import git_commit, machine_info, now_iso  # noqa: E402
 
 MODELS = {
     "graph-mamba": ("graph_mamba", {"num_layers": 6, "bidirectional": True}),
@@ -110,16 +108,9 @@ def main(argv=None) -> int:
         else:
             print(f"{head}{r['fwd_bwd_ms']:>12.1f}{r['nodes_per_s'] / 1e6:>10.3f}"
                   f"{r.get('peak_memory_gib', float('nan')):>10.2f}")
-    tag = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).split()[-1].lower()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {"name": "graphs_scaling_fwd_bwd", "metrics": {"rows": rows},
-              "baseline": "graphgps (attention within the graph) and gatedgcn rows, same graphs and budget",
-              "machine": machine_info(device), "date": now_iso(), "git": git_commit(),
-              "command": "python benchmarks/graphs.py " + " ".join(argv if argv is not None else sys.argv[1:])}
-    path = out / f"graphs_scaling_{tag}.json"
-    path.write_text(json.dumps(record, indent=2))
-    print(f"written {path}")
+    write_rows_record(args.out, "graphs_scaling", "graphs_scaling_fwd_bwd", rows,
+                      "graphgps (attention within the graph) and gatedgcn rows, same graphs and budget",
+                      device, "graphs.py", argv)
     return 0
 
 

@@ -23,3 +23,37 @@ def median_ms(fn: Callable[[], object], device: str, reps: int = 5, warmup_ms: i
         fn()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def device_tag(device) -> str:
+    """``cpu``, or the last word of the GPU's name in lower case (``h100``, ``h200``)."""
+    import torch
+
+    device = torch.device(device)
+    return "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).split()[-1].lower()
+
+
+def write_rows_record(out_dir: str, stem: str, name: str, rows: list, baseline: str, device, script: str,
+                      argv) -> "Path":
+    """Write ``<out_dir>/<stem>_<device tag>.json`` atomically: the rows, what they compare
+    against, machine, date, commit and the command line; returns the path."""
+    import json
+    import os
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from mambakit.train.records import git_commit, machine_info, now_iso
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"name": name, "metrics": {"rows": rows}, "baseline": baseline, "machine": machine_info(device),
+              "date": now_iso(), "git": git_commit(),
+              "command": f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])}
+    path = out / f"{stem}_{device_tag(device)}.json"
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{stem}-", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+    print(f"written {path}")
+    return path
