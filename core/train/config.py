@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed for model init (in recipes), data order and dropout"})
     epochs: int = field(default=1, metadata={"help": "passes over the training set (when max_steps is 0)"})
     max_steps: int = field(default=0, metadata={"help": "optimizer steps; > 0 overrides epochs"})
+    time_budget_min: float = field(default=0.0, metadata={
+        "help": "stop after about this many minutes of training (evals included): the step count is "
+                "cut to what the measured speed allows, so the LR schedule still ends; 0 = no limit"})
     batch_size: int = field(default=32, metadata={"help": "global samples per optimizer step (all processes)"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches accumulated per optimizer step"})
     eval_batch_size: int = field(default=0, metadata={"help": "per-process eval batch; 0 = the training micro-batch"})
@@ -95,6 +99,9 @@ class TrainConfig:
                f"keep_last must be an int >= 1, got {self.keep_last!r}")
         _check(self.precision in PRECISIONS, f"precision: expected one of {PRECISIONS}, got {self.precision!r}")
         _check(0 <= self.ema_decay < 1, f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        _check(isinstance(self.time_budget_min, (int, float)) and math.isfinite(self.time_budget_min)
+               and self.time_budget_min >= 0,
+               f"time_budget_min must be a number >= 0, got {self.time_budget_min!r}")
         _check(bool(self.output_dir), "output_dir must not be empty")
         _check(self.batch_size % self.grad_accum == 0,
                f"batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum})")

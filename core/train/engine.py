@@ -32,6 +32,7 @@ from .distributed import (DistInfo, ResumableDistributedSampler, ShardSampler, a
 from .ema import EMA
 from .history import History
 from .metrics import Metric, MetricLike, compute_metrics, greater_is_better, resolve_metrics
+from .budget import TimeBudget, budget_or_none, shrink_schedule
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress, format_duration
 from .seeding import get_rng_state, seed_everything, set_rng_state
@@ -350,6 +351,9 @@ class _Trainer:
 
     def _restore(self, path: Path) -> None:
         state = ckpt.load_checkpoint(path, self.model, device=self.info.device, ema=self.ema)
+        if self.config.time_budget_min > 0 and isinstance(state.get("total_steps"), int) \
+                and 0 < state["total_steps"] <= self.total_steps:
+            self.total_steps = state["total_steps"]  # a budget may have cut the run short already
         for key, mine in (("batch_size", self.config.batch_size), ("total_steps", self.total_steps)):
             if state.get(key) != mine:
                 raise ValueError(f"cannot resume from {path}: it was trained with {key}={state.get(key)}, "
@@ -367,6 +371,18 @@ class _Trainer:
             seed_everything(self.config.seed + self.info.rank + self.step)
             self._log(f"note: checkpoint has RNG states for {len(rng)} processes, this run has "
                       f"{self.info.world_size}; reseeded (dropout masks will differ)")
+
+    def _apply_budget(self, budget: TimeBudget) -> None:
+        """Cut ``total_steps`` (and the LR schedule's end) to what the time budget allows."""
+        total = self.step if budget.over() else budget.estimate_total(self.step, self.total_steps)
+        if budget.over() and self.info.distributed:
+            total = budget.estimate_total(self.step, self.step)  # every process agrees to stop now
+        if total < self.total_steps:
+            self._log(f"time budget {self.config.time_budget_min:g} min: {total} steps instead of "
+                      f"{self.total_steps} ({budget.elapsed() / 60:.1f} min spent at step {self.step})")
+            self.total_steps = total
+            shrink_schedule(self.scheduler, total)
+            self.progress.set_total(total)
 
     def _save(self) -> None:
         rng = all_gather_objects(get_rng_state(self.info.device), self.info)
@@ -476,6 +492,7 @@ class _Trainer:
                   f"{info.device.type}, global batch {cfg.batch_size} = {info.world_size} x {accum} x {self.micro}")
         self.model.train()
         start_time = time.perf_counter()
+        budget = budget_or_none(cfg.time_budget_min, self.step, info)
         window_loss, window_n, window_samples, window_tokens, window_start = 0.0, 0, 0, 0, start_time
         try:
             while self.step < self.total_steps:
@@ -523,6 +540,8 @@ class _Trainer:
                     if self.ema is not None:
                         self.ema.update(self.model)
                     self.step += 1
+                    if budget is not None and self.step % 10 == 0:
+                        self._apply_budget(budget)
                     window_loss += mean_loss
                     window_n += 1
                     window_samples += int(totals[1])

@@ -75,6 +75,13 @@ class Progress:
             self.write(f"step {step}/{self.total} loss {loss:.4f} lr {lr:.2e} | {rate} | "
                        f"eta {format_duration(self.eta())}")
 
+    def set_total(self, total: int) -> None:
+        """A new end (a time budget cut the run short)."""
+        self.total = total
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
+
     def eta(self) -> float:
         done = self.step - self.start_step
         if done <= 0:

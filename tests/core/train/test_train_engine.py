@@ -201,3 +201,37 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
     result = fit(model, TokenClassData(16), loss_fn=ce_loss,
                  config=tiny_config(tmp_path, max_steps=2, precision="bf16"))
     assert np.isfinite(result.history[-1]["loss"])
+
+
+class SlowLoss:
+    """``ce_loss`` that takes at least ``seconds`` per call (a stand-in for a slow model)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, logits, y):
+        import time
+        time.sleep(self.seconds)
+        return ce_loss(logits, y)
+
+
+def test_time_budget_cuts_the_run_short_and_still_anneals_the_schedule(tmp_path):
+    import time
+    cfg = tiny_config(tmp_path, max_steps=100_000, batch_size=8, log_every=1, time_budget_min=2.0 / 60)
+    start = time.perf_counter()
+    res = fit(make_model(), TokenClassData(32), loss_fn=SlowLoss(0.01), config=cfg)
+    wall = time.perf_counter() - start
+    assert 20 <= res.step < 1000, res.step          # >= 10 ms a step: at most ~200 fit in 2 s
+    assert wall < 2.0 + 5.0                          # the budget, plus start-up and slack for slow CI
+    train = [r for r in res.history if r["split"] == "train"]
+    assert train[-1]["step"] == res.step
+    # the last step ran at the end of the cosine schedule, not mid-way
+    assert train[-1]["lr"] == pytest.approx(cfg.optim.lr * cfg.optim.min_lr_ratio, rel=1e-6)
+    # and the learning rate never went back up after the warmup
+    lrs = [r["lr"] for r in train[cfg.optim.warmup_steps:]]
+    assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:]))
+
+
+def test_time_budget_must_be_a_non_negative_number(tmp_path):
+    with pytest.raises(ValueError, match="time_budget_min"):
+        tiny_config(tmp_path, time_budget_min=-1.0).validate()
