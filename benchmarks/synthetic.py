@@ -87,7 +87,7 @@ def train_or_load(task: str, arch: str, args) -> tuple[torch.nn.Module, dict]:
     recipe = find_recipe("core", f"{task}-{arch}")
     plan = schedule(arch, args)
     overrides = [f"data.train_length={plan['train_length']}", f"device={args.device}", "quiet=true",
-                 "eval_batch_size=64"]
+                 "eval_batch_size=64", f"time_budget_min={args.time_budget_min}"]
     for key, value in (("max_steps", plan["steps"]), ("batch_size", plan["batch_size"]), ("optim.lr", plan["lr"])):
         if value is not None:
             overrides.append(f"{key}={value}")
@@ -186,6 +186,8 @@ def main() -> None:
                                                                  "CPU schedule: CPU_SCHEDULE)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's (the paper's)")
     parser.add_argument("--lr", type=float, default=None, help="default: the recipe's (the paper's)")
+    parser.add_argument("--time-budget-min", type=float, default=0.0,
+                        help="minutes of training per model at most (0: the full step count)")
     parser.add_argument("--paper-schedule", action="store_true",
                         help="on a CPU too, train with the recipe defaults instead of CPU_SCHEDULE")
     parser.add_argument("--max-log2-length", type=int, default=20, help="induction heads: test up to 2^N tokens")

@@ -180,6 +180,17 @@ def _load_backbone(model: nn.Module, folder: str) -> None:
     model.backbone.load_state_dict(pre.backbone.state_dict())
 
 
+def _saved_max_length(folder: str) -> int:
+    """``max_length`` in the ``config.json`` of a saved DNATransformer (0 when absent)."""
+    import json
+
+    path = Path(folder) / "config.json"
+    try:
+        return int(json.loads(path.read_text()).get("max_length", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
 def build_finetune(config: TrainConfig) -> RecipeParts:
     data, model_opts = dict(config.data), dict(config.model)
     task = data.get("task", "coding")
@@ -205,7 +216,9 @@ def build_finetune(config: TrainConfig) -> RecipeParts:
 
     def transformer(pretrained: str) -> DNATransformer:
         torch.manual_seed(config.seed)
-        m = DNATransformer(_transformer_config(model_opts, max(window, 256), **head))
+        # learned positions: keep the pretrained table's length so its weights load unchanged
+        length = max(window, 256, _saved_max_length(pretrained) if pretrained else 0)
+        m = DNATransformer(_transformer_config(model_opts, length, **head))
         if pretrained:
             _load_backbone(m, pretrained)
         return m

@@ -88,6 +88,7 @@ def _train_baseline(name: str, config: TrainConfig, sets: dict, metrics: list) -
     base = default_config(dataset, name, sets["train"].pred_len)
     base.seed, base.device, base.precision, base.quiet = config.seed, config.device, config.precision, config.quiet
     base.max_steps = config.max_steps   # a shortened run (max_steps > 0) shortens the baselines too
+    base.time_budget_min, base.num_workers = config.time_budget_min, config.num_workers  # likewise a budget
     base.output_dir = str(Path(config.output_dir) / "baselines" / name)
     shutil.rmtree(base.output_dir, ignore_errors=True)   # a fresh run each time (our own run folder)
     torch.manual_seed(base.seed)
