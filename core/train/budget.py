@@ -16,8 +16,10 @@ import torch
 
 from .distributed import DistInfo
 
-#: Steps measured before the first estimate: enough that start-up (kernel compilation,
-#: autotuning, the first DataLoader workers) does not dominate.
+#: Steps left out of the speed measurement: start-up (kernel compilation, autotuning, the first
+#: DataLoader workers) can take minutes on a GPU and would make the run look far slower than it is.
+WARMUP_STEPS = 10
+#: Steps measured (after the warm-up steps) before the first estimate.
 MIN_MEASURED_STEPS = 20
 #: Fraction of the remaining time planned for steps; the rest covers the final evaluation,
 #: the test pass and speed changes later in the run.
@@ -32,6 +34,12 @@ class TimeBudget:
         self.first_step = first_step
         self.start = time.perf_counter()
         self.info = info
+        self.rate_start: Optional[tuple[int, float]] = None  # (step, time) where speed is measured from
+
+    def observe(self, step: int) -> None:
+        """Call after every optimizer step: starts the speed measurement once start-up is over."""
+        if self.rate_start is None and step - self.first_step >= WARMUP_STEPS:
+            self.rate_start = (step, time.perf_counter())
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -42,11 +50,10 @@ class TimeBudget:
         Every process computes its own estimate; the smallest one wins, so all processes of a
         distributed run stop at the same step.
         """
-        done = step - self.first_step
-        if done < MIN_MEASURED_STEPS:
+        if self.rate_start is None or step - self.rate_start[0] < MIN_MEASURED_STEPS:
             return total_steps
         elapsed = self.elapsed()
-        seconds_per_step = elapsed / done
+        seconds_per_step = (time.perf_counter() - self.rate_start[1]) / (step - self.rate_start[0])
         remaining = max(self.seconds - elapsed, 0.0) * SAFETY
         estimate = min(total_steps, max(step + 1, step + int(remaining / seconds_per_step)))
         if self.info.distributed:

@@ -540,8 +540,10 @@ class _Trainer:
                     if self.ema is not None:
                         self.ema.update(self.model)
                     self.step += 1
-                    if budget is not None and self.step % 10 == 0:
-                        self._apply_budget(budget)
+                    if budget is not None:
+                        budget.observe(self.step)
+                        if self.step % 10 == 0:
+                            self._apply_budget(budget)
                     window_loss += mean_loss
                     window_n += 1
                     window_samples += int(totals[1])

@@ -235,3 +235,25 @@ def test_time_budget_cuts_the_run_short_and_still_anneals_the_schedule(tmp_path)
 def test_time_budget_must_be_a_non_negative_number(tmp_path):
     with pytest.raises(ValueError, match="time_budget_min"):
         tiny_config(tmp_path, time_budget_min=-1.0).validate()
+
+
+class SlowStartLoss:
+    """``ce_loss`` whose first ``slow_calls`` calls take ``seconds`` each (kernel compilation)."""
+
+    def __init__(self, slow_calls: int, seconds: float) -> None:
+        self.calls, self.slow_calls, self.seconds = 0, slow_calls, seconds
+
+    def __call__(self, logits, y):
+        import time
+        self.calls += 1
+        if self.calls <= self.slow_calls:
+            time.sleep(self.seconds)
+        return ce_loss(logits, y)
+
+
+def test_time_budget_leaves_a_slow_start_out_of_the_speed_estimate(tmp_path):
+    # 2.5 s of "compilation" in the first 5 steps, then fast steps: all 100 steps fit in 8 s,
+    # although the first 20 steps alone would suggest ~0.13 s per step (only ~60 steps)
+    cfg = tiny_config(tmp_path, max_steps=100, batch_size=8, log_every=10, time_budget_min=8.0 / 60)
+    res = fit(make_model(), TokenClassData(32), loss_fn=SlowStartLoss(5, 0.5), config=cfg)
+    assert res.step == 100
