@@ -378,8 +378,11 @@ class _Trainer:
         if budget.over() and self.info.distributed:
             total = budget.estimate_total(self.step, self.step)  # every process agrees to stop now
         if total < self.total_steps:
-            self._log(f"time budget {self.config.time_budget_min:g} min: {total} steps instead of "
-                      f"{self.total_steps} ({budget.elapsed() / 60:.1f} min spent at step {self.step})")
+            logged = getattr(self, "_budget_logged", None)
+            if logged is None or total < 0.95 * logged or total == self.step:  # no line per 10 steps
+                self._log(f"time budget {self.config.time_budget_min:g} min: {total} steps instead of "
+                          f"{self.total_steps} ({budget.elapsed() / 60:.1f} min spent at step {self.step})")
+                self._budget_logged = total
             self.total_steps = total
             shrink_schedule(self.scheduler, total)
             self.progress.set_total(total)
