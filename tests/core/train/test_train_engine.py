@@ -217,12 +217,12 @@ class SlowLoss:
 
 def test_time_budget_cuts_the_run_short_and_still_anneals_the_schedule(tmp_path):
     import time
-    cfg = tiny_config(tmp_path, max_steps=100_000, batch_size=8, log_every=1, time_budget_min=3.0 / 60)
+    cfg = tiny_config(tmp_path, max_steps=100_000, batch_size=8, log_every=1, time_budget_min=6.0 / 60)
     start = time.perf_counter()
     res = fit(make_model(), TokenClassData(32), loss_fn=SlowLoss(0.02), config=cfg)
     wall = time.perf_counter() - start
-    assert 30 <= res.step < 1000, res.step          # >= 20 ms a step: at most ~150 fit in 3 s
-    assert wall < 3.0 + 5.0                          # the budget, plus start-up and slack for slow CI
+    assert 30 <= res.step < 1000, res.step          # >= 20 ms a step: at most ~300 fit in 6 s
+    assert wall < 6.0 + 5.0                          # the budget, plus start-up and slack for slow CI
     train = [r for r in res.history if r["split"] == "train"]
     assert train[-1]["step"] == res.step
     # the last step ran near the end of the cosine schedule (exactly at its end unless the speed
