@@ -148,7 +148,7 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
 def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, seq_ptr,
                 ckpt_ptr, dout_ptr, dlast_ptr,
                 du_ptr, ddelta_ptr, dz_ptr, dh0_ptr, dA_ptr, dD_ptr, dbias_ptr, dB_ptr, dC_ptr,
-                L, Dm, dg, G,
+                L, Dm, dg, G, S,
                 sub, sud, sul, sdb, sdd, sdl, sad, san,
                 sbb, sbg, sbn, sbl, scb, scg, scn, scl,
                 szb, szd, szl, sgb, sgd, sgl, ssb, ssl,
@@ -157,7 +157,9 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
                 N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
                 NUM_STAGES: tl.constexpr):
     # Gradient outputs are contiguous: du, ddelta, dz (B, D, L); dA (B, D, N) partial per batch;
-    # dD, dbias (B, D) partial; dB, dC (B, G, N, L) float32 accumulated with atomics; dh0 (B, D, N).
+    # dD, dbias (B, D) partial; dh0 (B, D, N); dB, dC (B, S, G, N, L) float32, accumulated with
+    # atomics into S slices (channel block p adds into slice p % S): every element of dB/dC sums
+    # over all channels of its group, and S slices cut the atomics that queue on one address S-fold.
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     offs_d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)
@@ -233,7 +235,7 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
             du += Gs * dt * B_n[None, :]
             dA_acc = _set_column(dA_acc, offs_n, n, _column(dA_acc, offs_n, n)
                                  + tl.sum(Gs * dt * decay_in, axis=1))
-            gn_off = ((b * G + grp) * N + n) * L + t                           # (BL,) into (B, G, N, L)
+            gn_off = (((b * S + pid_d % S) * G + grp) * N + n) * L + t         # (BL,) into (B, S, G, N, L)
             tl.atomic_add(dB_ptr + gn_off, tl.sum(Gs * dtu, axis=0), mask=mask_t)
             tl.atomic_add(dC_ptr + gn_off, tl.sum(h * gy, axis=0), mask=mask_t)
             g_carry = _set_column(g_carry, offs_n, n, tl.sum(tl.where(is_first, a * Gs, 0.0), axis=1))
@@ -286,6 +288,28 @@ def _launch_config(direction: str, dim: int, groups: int, n_state: int, length: 
     return block_d, block_l, block_n, warps, stages
 
 
+def _atomic_slices(n_blocks: int, dim: int, groups: int, n_state: int) -> int:
+    """How many slices the dB/dC atomics are spread over (see ``_bwd_kernel``).
+
+    Up to 16, never more than the channel blocks, and few enough that the slices of dB and dC
+    together (``2 S G N`` values per position) hold no more than u itself (``D`` per position).
+    On an H100 at (256, 768, 197, 16), atomics into a single slice took 60% of the backward.
+    """
+    if _SLICES_OVERRIDE:
+        return max(1, min(_SLICES_OVERRIDE[0], n_blocks))
+    return max(1, min(16, n_blocks, dim // (2 * groups * n_state)))
+
+
+_SLICES_OVERRIDE: list[int] = []
+
+
+def set_atomic_slices(n: int) -> None:
+    """Force the number of dB/dC slices (benchmarks); ``0`` restores the default."""
+    _SLICES_OVERRIDE.clear()
+    if n:
+        _SLICES_OVERRIDE.append(int(n))
+
+
 class _SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus):
@@ -335,7 +359,8 @@ class _SelectiveScanTriton(torch.autograd.Function):
         dA = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
         dD = torch.empty(batch, dim, device=dev, dtype=f32)
         dbias = torch.empty(batch, dim, device=dev, dtype=f32)
-        dB = torch.zeros(batch, groups, n_state, length, device=dev, dtype=f32)
+        n_slices = _atomic_slices(triton.cdiv(dim, block_d), dim, groups, n_state)
+        dB = torch.zeros(batch, n_slices, groups, n_state, length, device=dev, dtype=f32)
         dC = torch.zeros_like(dB)
         z_ = z if z is not None else u
         seq = seq_idx if seq_idx is not None else torch.zeros(1, 1, dtype=torch.int32, device=dev)
@@ -344,12 +369,13 @@ class _SelectiveScanTriton(torch.autograd.Function):
         _bwd_kernel[grid](
             u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
             seq, ckpt, dout, dlast_, du, ddelta, dz, dh0, dA, dD, dbias, dB, dC,
-            length, dim, dim // groups, groups,
+            length, dim, dim // groups, groups, n_slices,
             *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(),
             *dout.stride(), *seq.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
             HAS_SEQ=seq_idx is not None, HAS_DLAST=dlast is not None, SOFTPLUS=ctx.softplus,
             N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
+        dB, dC = dB.sum(1), dC.sum(1)                                   # (B, G, N, L)
         return (du, ddelta, dA.sum(0).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
                 dD.sum(0).to(D.dtype) if D is not None else None,
                 dz if z is not None else None,

@@ -20,6 +20,7 @@ SCRIPT = textwrap.dedent("""
     torch.manual_seed(int(sys.argv[1]))
     batch, dim, length, n, groups, block_l = map(int, sys.argv[2:8])
     packed = sys.argv[8] == "1"
+    tss.set_atomic_slices(int(sys.argv[9]))
     if block_l:
         tss.set_config("fwd", 2, block_l, 4, 1)
         tss.set_config("bwd", 1, block_l, 4, 1)
@@ -47,8 +48,9 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("case", [
-    (2, 6, 37, 5, 3, 0, 0),     # groups, one chunk, N not a power of 2
-    (1, 4, 70, 16, 1, 16, 1),   # several chunks, packed sequences and an initial state
+    (2, 6, 37, 5, 3, 0, 0, 0),     # groups, one chunk, N not a power of 2
+    (1, 4, 70, 16, 1, 16, 1, 0),   # several chunks, packed sequences and an initial state
+    (2, 8, 40, 4, 2, 16, 0, 3),    # dB/dC atomics spread over 3 slices (channel blocks of 1)
 ])
 def test_triton_scan_matches_reference_under_interpreter(case):
     seed = int.from_bytes(os.urandom(2), "little")
