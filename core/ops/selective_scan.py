@@ -139,6 +139,13 @@ def _validate(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx):
     check_finite("delta", delta)
 
 
+#: Sequences up to this length take the Triton kernel with all N states in one tile
+#: (``triton_selective_scan_nd``); longer ones the kernel that loops over the states. On an H100
+#: (results/raw/tune_selective_scan_nd_h100.json) the first was 1.5x faster forward+backward at
+#: (256, 384, 197, 16), the Vision Mamba shape, and 1.3-1.4x slower at L >= 2048.
+SHORT_SEQUENCE_MAX = 256
+
+
 def _triton_available(device: torch.device) -> bool:
     """Triton runs CUDA tensors, and CPU tensors under its interpreter (TRITON_INTERPRET=1)."""
     import os
@@ -195,7 +202,10 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
         if not _triton_available(u.device):
             raise NotImplementedError("impl='triton' needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1) "
                                       "and an importable triton")
-        from .triton_selective_scan import selective_scan_triton
+        if u.device.type == "cuda" and u.shape[-1] <= SHORT_SEQUENCE_MAX:
+            from .triton_selective_scan_nd import selective_scan_triton_nd as selective_scan_triton
+        else:
+            from .triton_selective_scan import selective_scan_triton
         out, last = selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                           initial_state, seq_idx)
     elif impl == "cpu":
