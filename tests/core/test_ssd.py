@@ -138,8 +138,9 @@ def test_impl_dispatch():
     y_auto = ssd_chunk_scan(**kw, chunk_size=4)
     y_ref = ssd_chunk_scan(**kw, chunk_size=4, impl="reference")
     assert torch.equal(y_auto, y_ref)
-    with pytest.raises(NotImplementedError, match="Triton SSD kernel not available yet"):
-        ssd_chunk_scan(**kw, impl="triton")
+    from mambakit.ops import triton_ssd
+    from mambakit.ops.ssd import _resolve_impl
+    assert _resolve_impl("triton", kw["x"].device) is triton_ssd.ssd_chunk_scan_triton
     with pytest.raises(ValueError, match="impl"):
         ssd_chunk_scan(**kw, impl="cuda")
 
