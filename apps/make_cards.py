@@ -27,6 +27,10 @@ RECORDS = REPO / "benchmarks" / "results" / "recipes"
 CARDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fashion-mnist-vim-micro": ("vision", ("accuracy",)),
     "fsdd-frame-mamba": ("audio", ("accuracy", "f1")),
+    "fsdd-audio-mamba-h100": ("audio", ("accuracy", "f1")),
+    "klebsiella-caduceus-mlm-h100": ("genomics", ("bits_per_base", "perplexity")),
+    "klebsiella-coding-h100": ("genomics", ("accuracy", "mcc", "roc_auc")),
+    "klebsiella-strand-h100": ("genomics", ("accuracy", "mcc", "roc_auc")),
     "klebsiella-coding-tiny": ("genomics", ("accuracy", "mcc", "roc_auc")),
     "klebsiella-strand-tiny": ("genomics", ("accuracy", "mcc", "roc_auc")),
     "etth1-smamba-h96": ("timeseries", ("mse", "mae", "mae_original")),
@@ -66,7 +70,7 @@ def build_card(name: str, records: Path = RECORDS) -> dict[str, Any]:
     rec = json.loads(path.read_text())
     base = rec.get("baseline") or {}
     card: dict[str, Any] = {
-        "name": rec["name"], "recipe": rec.get("recipe"), "description": rec.get("description"),
+        "name": name, "recipe": rec.get("recipe"), "description": rec.get("description"),
         "dataset": rec.get("dataset"), "split": rec.get("split"),
         # records of recipes with a validation split keep the test split's numbers in test_metrics
         "metrics": rec.get("test_metrics") or rec.get("metrics", {}),

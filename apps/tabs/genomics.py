@@ -46,8 +46,8 @@ def _shipped(key: str) -> ShippedModel:
 
 
 TASKS = {
-    "coding": ("Coding vs non-coding", _shipped("klebsiella-coding-tiny"), ["non-coding", "coding"]),
-    "strand": ("Gene strand (of a coding window)", _shipped("klebsiella-strand-tiny"),
+    "coding": ("Coding vs non-coding", _shipped("klebsiella-coding-h100"), ["non-coding", "coding"]),
+    "strand": ("Gene strand (of a coding window)", _shipped("klebsiella-strand-h100"),
                ["minus strand (-)", "plus strand (+)"]),
 }
 MODELS = [spec[1] for spec in TASKS.values()]
