@@ -45,17 +45,21 @@ class TimeBudget:
         return time.perf_counter() - self.start
 
     def estimate_total(self, step: int, total_steps: int) -> int:
-        """A total in ``[step + 1, total_steps]`` (``total_steps`` when the budget allows it).
+        """The total step count the run should now have, in ``[step, total_steps]``.
 
-        Every process computes its own estimate; the smallest one wins, so all processes of a
-        distributed run stop at the same step.
+        ``step`` once the budget is spent (stop now), ``total_steps`` while too few steps are
+        measured, else what the measured speed fits into the time left. In a distributed run every
+        process computes its own and the smallest wins, so all processes stop at the same step.
         """
-        if self.rate_start is None or step - self.rate_start[0] < MIN_MEASURED_STEPS:
-            return total_steps
-        elapsed = self.elapsed()
-        seconds_per_step = (time.perf_counter() - self.rate_start[1]) / (step - self.rate_start[0])
-        remaining = max(self.seconds - elapsed, 0.0) * SAFETY
-        estimate = min(total_steps, max(step + 1, step + int(remaining / seconds_per_step)))
+        if self.over():
+            estimate = step
+        elif self.rate_start is None or step - self.rate_start[0] < MIN_MEASURED_STEPS:
+            estimate = total_steps
+        else:
+            elapsed = self.elapsed()
+            seconds_per_step = (time.perf_counter() - self.rate_start[1]) / (step - self.rate_start[0])
+            remaining = max(self.seconds - elapsed, 0.0) * SAFETY
+            estimate = min(total_steps, max(step + 1, step + int(remaining / seconds_per_step)))
         if self.info.distributed:
             value = torch.tensor(float(estimate), dtype=torch.float64, device=self.info.device)
             torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)

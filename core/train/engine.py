@@ -26,13 +26,13 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from . import checkpoint as ckpt
+from .budget import TimeBudget, budget_or_none, shrink_schedule
 from .config import TrainConfig
 from .distributed import (DistInfo, ResumableDistributedSampler, ShardSampler, all_gather_objects,
                           all_reduce_sum, barrier, setup, teardown)
 from .ema import EMA
 from .history import History
 from .metrics import Metric, MetricLike, compute_metrics, greater_is_better, resolve_metrics
-from .budget import TimeBudget, budget_or_none, shrink_schedule
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress, format_duration
 from .seeding import get_rng_state, seed_everything, set_rng_state
@@ -374,9 +374,7 @@ class _Trainer:
 
     def _apply_budget(self, budget: TimeBudget) -> None:
         """Cut ``total_steps`` (and the LR schedule's end) to what the time budget allows."""
-        total = self.step if budget.over() else budget.estimate_total(self.step, self.total_steps)
-        if budget.over() and self.info.distributed:
-            total = budget.estimate_total(self.step, self.step)  # every process agrees to stop now
+        total = budget.estimate_total(self.step, self.total_steps)
         if total < self.total_steps:
             logged = getattr(self, "_budget_logged", None)
             if logged is None or total < 0.95 * logged or total == self.step:  # no line per 10 steps

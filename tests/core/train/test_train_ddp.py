@@ -46,3 +46,17 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     records = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["split"] == "eval"] == [3, 6]
     assert torch.isfinite(torch.tensor([r["loss"] for r in records])).all()
+
+
+def test_ddp_time_budget_stops_every_process_at_the_same_step(tmp_path):
+    # the ranks run at different speeds; the smallest estimate must win on both, or they deadlock
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                            "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    out = tmp_path / "budget"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(WORKER), str(out), "budget"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    steps = [int((out / f"steps_rank{r}.txt").read_text()) for r in (0, 1)]
+    assert steps[0] == steps[1] and 30 <= steps[0] < 100_000, steps
