@@ -11,7 +11,9 @@ The backward walks the chunks in reverse: it recomputes the chunk's states from 
 checkpoint, runs the adjoint recurrence ``G_t = C_t gy_t + a_{t+1} G_{t+1}`` as a reverse
 scan, and forms every gradient from ``G`` and ``h``. It needs ``a_t h_{t-1}``, which is
 ``h_t - x_t``, so no shifted state is ever loaded. ``dB``/``dC`` are summed over the channels
-of a block in registers and added across blocks with atomics.
+of a block in registers and added across blocks with float32 atomics spread over a few slices;
+in deterministic mode (``set_deterministic`` or ``torch.use_deterministic_algorithms``) each
+block writes its own slice and the slices are summed in a fixed order instead.
 
 Runs on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (for tests).
 """
@@ -154,6 +156,7 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
                 szb, szd, szl, sgb, sgd, sgl, ssb, ssl,
                 HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                 HAS_SEQ: tl.constexpr, HAS_DLAST: tl.constexpr, SOFTPLUS: tl.constexpr,
+                DETERMINISTIC: tl.constexpr,
                 N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
                 NUM_STAGES: tl.constexpr):
     # Gradient outputs are contiguous: du, ddelta, dz (B, D, L); dA (B, D, N) partial per batch;
@@ -236,8 +239,12 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
             dA_acc = _set_column(dA_acc, offs_n, n, _column(dA_acc, offs_n, n)
                                  + tl.sum(Gs * dt * decay_in, axis=1))
             gn_off = (((b * S + pid_d % S) * G + grp) * N + n) * L + t         # (BL,) into (B, S, G, N, L)
-            tl.atomic_add(dB_ptr + gn_off, tl.sum(Gs * dtu, axis=0), mask=mask_t)
-            tl.atomic_add(dC_ptr + gn_off, tl.sum(h * gy, axis=0), mask=mask_t)
+            if DETERMINISTIC:   # one slice per channel block: this program alone writes here
+                tl.store(dB_ptr + gn_off, tl.sum(Gs * dtu, axis=0), mask=mask_t)
+                tl.store(dC_ptr + gn_off, tl.sum(h * gy, axis=0), mask=mask_t)
+            else:
+                tl.atomic_add(dB_ptr + gn_off, tl.sum(Gs * dtu, axis=0), mask=mask_t)
+                tl.atomic_add(dC_ptr + gn_off, tl.sum(h * gy, axis=0), mask=mask_t)
             g_carry = _set_column(g_carry, offs_n, n, tl.sum(tl.where(is_first, a * Gs, 0.0), axis=1))
         if HAS_Z:
             if HAS_D:
@@ -301,6 +308,19 @@ def _atomic_slices(n_blocks: int, dim: int, groups: int, n_state: int) -> int:
 
 
 _SLICES_OVERRIDE: list[int] = []
+_DETERMINISTIC: list[bool] = []
+
+
+def set_deterministic(flag: Optional[bool]) -> None:
+    """Force (True/False) or release (None) the deterministic backward; by default it follows
+    ``torch.use_deterministic_algorithms``."""
+    _DETERMINISTIC.clear()
+    if flag is not None:
+        _DETERMINISTIC.append(bool(flag))
+
+
+def deterministic_mode() -> bool:
+    return _DETERMINISTIC[0] if _DETERMINISTIC else torch.are_deterministic_algorithms_enabled()
 
 
 def set_atomic_slices(n: int) -> None:
@@ -359,7 +379,11 @@ class _SelectiveScanTriton(torch.autograd.Function):
         dA = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
         dD = torch.empty(batch, dim, device=dev, dtype=f32)
         dbias = torch.empty(batch, dim, device=dev, dtype=f32)
-        n_slices = _atomic_slices(triton.cdiv(dim, block_d), dim, groups, n_state)
+        deterministic = deterministic_mode()
+        # Deterministic: one slice per channel block, written with plain stores and summed in a
+        # fixed order (memory: 2 x blocks x B x G x N x L floats); else atomics into a few slices.
+        n_slices = triton.cdiv(dim, block_d) if deterministic else \
+            _atomic_slices(triton.cdiv(dim, block_d), dim, groups, n_state)
         dB = torch.zeros(batch, n_slices, groups, n_state, length, device=dev, dtype=f32)
         dC = torch.zeros_like(dB)
         z_ = z if z is not None else u
@@ -374,6 +398,7 @@ class _SelectiveScanTriton(torch.autograd.Function):
             *dout.stride(), *seq.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
             HAS_SEQ=seq_idx is not None, HAS_DLAST=dlast is not None, SOFTPLUS=ctx.softplus,
+            DETERMINISTIC=deterministic,
             N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
         dB, dC = dB.sum(1), dC.sum(1)                                   # (B, G, N, L)
         return (du, ddelta, dA.sum(0).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),

@@ -21,6 +21,7 @@ SCRIPT = textwrap.dedent("""
     batch, dim, length, n, groups, block_l = map(int, sys.argv[2:8])
     packed = sys.argv[8] == "1"
     tss.set_atomic_slices(int(sys.argv[9]))
+    tss.set_deterministic(sys.argv[10] == "1")
     if block_l:
         tss.set_config("fwd", 2, block_l, 4, 1)
         tss.set_config("bwd", 1, block_l, 4, 1)
@@ -43,14 +44,20 @@ SCRIPT = textwrap.dedent("""
                                  initial_state=h0, seq_idx=seq, impl=impl)
         res[impl] = [y, last, *torch.autograd.grad([y, last], leaves, [gy, gl])]
     worst = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(res["triton"], res["reference"]))
+    if sys.argv[10] == "1":   # deterministic: a second run gives bitwise the same gradients
+        y, last = selective_scan(u, delta, A, B, C, D, z, bias, True, return_last_state=True,
+                                 initial_state=h0, seq_idx=seq, impl="triton")
+        again = torch.autograd.grad([y, last], leaves, [gy, gl])
+        assert all(torch.equal(a, b) for a, b in zip(again, res["triton"][2:]))
     print(worst)
 """)
 
 
 @pytest.mark.parametrize("case", [
-    (2, 6, 37, 5, 3, 0, 0, 0),     # groups, one chunk, N not a power of 2
-    (1, 4, 70, 16, 1, 16, 1, 0),   # several chunks, packed sequences and an initial state
-    (2, 8, 40, 4, 2, 16, 0, 3),    # dB/dC atomics spread over 3 slices (channel blocks of 1)
+    (2, 6, 37, 5, 3, 0, 0, 0, 0),     # groups, one chunk, N not a power of 2
+    (1, 4, 70, 16, 1, 16, 1, 0, 0),   # several chunks, packed sequences and an initial state
+    (2, 8, 40, 4, 2, 16, 0, 3, 0),    # dB/dC atomics spread over 3 slices (channel blocks of 1)
+    (2, 8, 40, 4, 2, 16, 1, 0, 1),    # deterministic: a slice per channel block, plain stores
 ])
 def test_triton_scan_matches_reference_under_interpreter(case):
     seed = int.from_bytes(os.urandom(2), "little")
