@@ -58,6 +58,18 @@ def build_blocks(mamba_ssm) -> dict:
     return blocks
 
 
+def peak_forward_mb(block: nn.Module, x: torch.Tensor) -> float:
+    """MB one forward of ``block`` on ``x`` allocates at its peak beyond what is already held
+    (the weights and ``x``); after a warm-up call, so one-time workspaces are not counted twice."""
+    block(x)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    block(x)
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mamba-ssm-sdist")
@@ -73,28 +85,33 @@ def main() -> None:
     tag = torch.cuda.get_device_name().replace("NVIDIA ", "").replace(" ", "_").lower()
     out = Path(args.out) / f"blocks_{tag}.json"
 
+    peaks: dict = {}
+
     def write(res: dict) -> None:
         record = {"name": "blocks", "machine": torch.cuda.get_device_name(), "date": _dt.date.today().isoformat(),
                   "torch": torch.__version__, "baseline": note, "d_model": D_MODEL, "batch": 1, "dtype": "bfloat16",
-                  "forward_ms": res, "command": "python benchmarks/blocks.py " + " ".join(sys.argv[1:])}
+                  "forward_ms": res, "peak_mb": peaks,
+                  "note": "peak_mb: the most memory one forward allocates beyond the block's weights and its input",
+                  "command": "python benchmarks/blocks.py " + " ".join(sys.argv[1:])}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=2) + "\n")
 
     for name, make in build_blocks(mamba_ssm).items():
         torch.manual_seed(0)
         block = make().cuda().to(torch.bfloat16).eval()
-        results[name] = {}
+        results[name], peaks[name] = {}, {}
         for length in lengths:
             x = torch.randn(1, length, D_MODEL, device="cuda", dtype=torch.bfloat16)
             try:
                 with torch.no_grad():
+                    peaks[name][length] = peak_forward_mb(block, x)
                     ms = triton.testing.do_bench(lambda: block(x), warmup=3, rep=20 if length < 1 << 18 else 5,
                                                  return_mode="median")
                 results[name][length] = ms
             except torch.OutOfMemoryError:
-                results[name][length] = "OOM"
+                results[name][length] = peaks[name][length] = "OOM"
             except Exception as err:  # a failing baseline must not stop the table
-                results[name][length] = f"{type(err).__name__}: {err}"[:120]
+                results[name][length] = peaks[name][length] = f"{type(err).__name__}: {err}"[:120]
             del x
             torch.cuda.empty_cache()
             print(f"  {name:18s} L={length:8d}: {results[name][length]}", flush=True)
