@@ -330,86 +330,137 @@ def set_atomic_slices(n: int) -> None:
         _SLICES_OVERRIDE.append(int(n))
 
 
-class _SelectiveScanTriton(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus):
-        # The kernels read along time: make that the contiguous axis (a no-op when it is).
-        u, delta, B, C = (t if t.stride(-1) == 1 else t.contiguous() for t in (u, delta, B, C))
-        z = z if z is None or z.stride(-1) == 1 else z.contiguous()
-        batch, dim, length = u.shape
-        groups, n_state = B.shape[1], A.shape[1]
-        block_d, block_l, block_n, warps, stages = _launch_config("fwd", dim, groups, n_state, length)
-        n_chunks = triton.cdiv(length, block_l)
-        out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
-        last = torch.empty(batch, dim, n_state, device=u.device, dtype=torch.float32)
-        ckpt = torch.empty(batch, dim, n_chunks, n_state, device=u.device, dtype=torch.float32)
-        h0 = initial_state.float().contiguous() if initial_state is not None else last
-        z_ = z if z is not None else u
-        seq = seq_idx if seq_idx is not None else torch.zeros(1, 1, dtype=torch.int32, device=u.device)
-        grid = (triton.cdiv(dim, block_d), batch)
-        _fwd_kernel[grid](
-            u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
-            h0, seq, out, last, ckpt, length, dim, dim // groups,
-            *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(), *out.stride(),
-            *seq.stride(),
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-            HAS_H0=initial_state is not None, HAS_SEQ=seq_idx is not None, SOFTPLUS=bool(softplus),
-            N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt)
-        ctx.softplus = bool(softplus)
-        ctx.has_h0 = initial_state is not None
-        ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
-        ctx.ckpt_block_l = block_l
-        return out, last
-
-    @staticmethod
-    def backward(ctx, dout, dlast):
-        u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt = ctx.saved_tensors
-        batch, dim, length = u.shape
-        groups, n_state = B.shape[1], A.shape[1]
-        block_d, _, block_n, warps, stages = _launch_config("bwd", dim, groups, n_state, length)
-        block_l = ctx.ckpt_block_l                       # the backward walks the forward's checkpoints
-        dev, f32 = u.device, torch.float32
-        # Per-element gradients are written in the inputs' dtypes (no float32 copies); dB/dC are
-        # accumulated with float32 atomics.
-        du = torch.empty(batch, dim, length, device=dev, dtype=u.dtype)
-        ddelta = torch.empty(batch, dim, length, device=dev, dtype=delta.dtype)
-        dz = torch.empty(batch, dim, length, device=dev, dtype=z.dtype) if z is not None else du
-        dh0 = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
-        dA = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
-        dD = torch.empty(batch, dim, device=dev, dtype=f32)
-        dbias = torch.empty(batch, dim, device=dev, dtype=f32)
-        deterministic = deterministic_mode()
-        # Deterministic: one slice per channel block, written with plain stores and summed in a
-        # fixed order (memory: 2 x blocks x B x G x N x L floats); else atomics into a few slices.
-        n_slices = triton.cdiv(dim, block_d) if deterministic else \
-            _atomic_slices(triton.cdiv(dim, block_d), dim, groups, n_state)
-        dB = torch.zeros(batch, n_slices, groups, n_state, length, device=dev, dtype=f32)
-        dC = torch.zeros_like(dB)
-        z_ = z if z is not None else u
-        seq = seq_idx if seq_idx is not None else torch.zeros(1, 1, dtype=torch.int32, device=dev)
-        dlast_ = dlast.float().contiguous() if dlast is not None else dh0
-        grid = (triton.cdiv(dim, block_d), batch)
-        _bwd_kernel[grid](
-            u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
-            seq, ckpt, dout, dlast_, du, ddelta, dz, dh0, dA, dD, dbias, dB, dC,
-            length, dim, dim // groups, groups, n_slices,
-            *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(),
-            *dout.stride(), *seq.stride(),
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-            HAS_SEQ=seq_idx is not None, HAS_DLAST=dlast is not None, SOFTPLUS=ctx.softplus,
-            DETERMINISTIC=deterministic,
-            N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
-        dB, dC = dB.sum(1), dC.sum(1)                                   # (B, G, N, L)
-        return (du, ddelta, dA.sum(0).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
-                dD.sum(0).to(D.dtype) if D is not None else None,
-                dz if z is not None else None,
-                dbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None,
-                dh0.to(ctx.h0_dtype) if ctx.has_h0 else None, None, None)
+def _time_contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The kernels read along time: make that the contiguous axis (a no-op when it is)."""
+    return t if t is None or t.stride(-1) == 1 else t.contiguous()
 
 
-# torch.compile cannot trace into the kernel launch; it calls it as an opaque function.
-@torch.compiler.disable
+# The kernels are torch.library custom ops, so torch.compile keeps a model with them in one graph
+# (shapes come from the fake implementations) instead of breaking it at every scan.
+@torch.library.custom_op("mambakit::selective_scan_triton_fwd", mutates_args=())
+def _fwd_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+            D: Optional[torch.Tensor], z: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor],
+            initial_state: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor], softplus: bool
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(out (B, D, L) in u's dtype, last (B, D, N) fp32, ckpt (B, D, n_chunks, N) fp32)``."""
+    u, delta, B, C, z = (_time_contiguous(t) for t in (u, delta, B, C, z))
+    batch, dim, length = u.shape
+    groups, n_state = B.shape[1], A.shape[1]
+    block_d, block_l, block_n, warps, stages = _launch_config("fwd", dim, groups, n_state, length)
+    n_chunks = triton.cdiv(length, block_l)
+    out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
+    last = torch.empty(batch, dim, n_state, device=u.device, dtype=torch.float32)
+    ckpt = torch.empty(batch, dim, n_chunks, n_state, device=u.device, dtype=torch.float32)
+    h0 = initial_state.float().contiguous() if initial_state is not None else last
+    z_ = z if z is not None else u
+    seq = seq_idx if seq_idx is not None else torch.zeros(1, 1, dtype=torch.int32, device=u.device)
+    grid = (triton.cdiv(dim, block_d), batch)
+    _fwd_kernel[grid](
+        u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
+        h0, seq, out, last, ckpt, length, dim, dim // groups,
+        *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(), *out.stride(),
+        *seq.stride(),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        HAS_H0=initial_state is not None, HAS_SEQ=seq_idx is not None, SOFTPLUS=bool(softplus),
+        N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
+    return out, last, ckpt
+
+
+@_fwd_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus):
+    batch, dim, length = u.shape
+    groups, n_state = B.shape[1], A.shape[1]
+    n_chunks = triton.cdiv(length, _launch_config("fwd", dim, groups, n_state, length)[1])
+    return (u.new_empty(batch, dim, length), u.new_empty(batch, dim, n_state, dtype=torch.float32),
+            u.new_empty(batch, dim, n_chunks, n_state, dtype=torch.float32))
+
+
+@torch.library.custom_op("mambakit::selective_scan_triton_bwd", mutates_args=())
+def _bwd_op(dout: torch.Tensor, dlast: Optional[torch.Tensor], u: torch.Tensor, delta: torch.Tensor,
+            A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor],
+            z: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor],
+            ckpt: torch.Tensor, softplus: bool, block_l: int) -> list[torch.Tensor]:
+    """``[du, ddelta, dz, dA (D, N), dB, dC (B, G, N, L), dD (D,), dbias (D,), dh0 (B, D, N)]``; the
+    float32 reductions stay float32, absent optionals give empty tensors. ``block_l`` is the
+    chunk length the forward checkpointed with."""
+    u, delta, B, C, z, dout = (_time_contiguous(t) for t in (u, delta, B, C, z, dout))
+    batch, dim, length = u.shape
+    groups, n_state = B.shape[1], A.shape[1]
+    block_d, _, block_n, warps, stages = _launch_config("bwd", dim, groups, n_state, length)
+    dev, f32 = u.device, torch.float32
+    # Per-element gradients are written in the inputs' dtypes (no float32 copies).
+    du = torch.empty(batch, dim, length, device=dev, dtype=u.dtype)
+    ddelta = torch.empty(batch, dim, length, device=dev, dtype=delta.dtype)
+    dz = torch.empty(batch, dim, length, device=dev, dtype=z.dtype) if z is not None else du.new_empty(0)
+    dh0 = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
+    dA = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
+    dD = torch.empty(batch, dim, device=dev, dtype=f32)
+    dbias = torch.empty(batch, dim, device=dev, dtype=f32)
+    deterministic = deterministic_mode()
+    # Deterministic: one slice per channel block, written with plain stores and summed in a
+    # fixed order (memory: 2 x blocks x B x G x N x L floats); else atomics into a few slices.
+    n_slices = triton.cdiv(dim, block_d) if deterministic else \
+        _atomic_slices(triton.cdiv(dim, block_d), dim, groups, n_state)
+    dB = torch.zeros(batch, n_slices, groups, n_state, length, device=dev, dtype=f32)
+    dC = torch.zeros_like(dB)
+    z_ = z if z is not None else u
+    seq = seq_idx if seq_idx is not None else torch.zeros(1, 1, dtype=torch.int32, device=dev)
+    dlast_ = dlast.float().contiguous() if dlast is not None else dh0
+    grid = (triton.cdiv(dim, block_d), batch)
+    _bwd_kernel[grid](
+        u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
+        seq, ckpt, dout, dlast_, du, ddelta, dz if z is not None else du, dh0, dA, dD, dbias, dB, dC,
+        length, dim, dim // groups, groups, n_slices,
+        *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(),
+        *dout.stride(), *seq.stride(),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        HAS_SEQ=seq_idx is not None, HAS_DLAST=dlast is not None, SOFTPLUS=softplus,
+        DETERMINISTIC=deterministic,
+        N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
+    # absent gradients are fresh empty tensors: a custom op's outputs may not alias each other
+    return [du, ddelta, dz, dA.sum(0), dB.sum(1), dC.sum(1), dD.sum(0) if D is not None else dA.new_empty(0),
+            dbias.sum(0) if delta_bias is not None else dA.new_empty(0), dh0]
+
+
+@_bwd_op.register_fake
+def _(dout, dlast, u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt, softplus, block_l):
+    batch, dim, length = u.shape
+    groups, n_state = B.shape[1], A.shape[1]
+    f32 = torch.float32
+    return [u.new_empty(batch, dim, length), delta.new_empty(batch, dim, length),
+            z.new_empty(batch, dim, length) if z is not None else u.new_empty(0),
+            u.new_empty(dim, n_state, dtype=f32), u.new_empty(batch, groups, n_state, length, dtype=f32),
+            u.new_empty(batch, groups, n_state, length, dtype=f32),
+            u.new_empty(dim, dtype=f32) if D is not None else u.new_empty(0, dtype=f32),
+            u.new_empty(dim, dtype=f32) if delta_bias is not None else u.new_empty(0, dtype=f32),
+            u.new_empty(batch, dim, n_state, dtype=f32)]
+
+
+def _setup_context(ctx, inputs, output):
+    u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus = inputs
+    ckpt = output[2]
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt)
+    ctx.softplus = bool(softplus)
+    ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
+    batch, dim, length = u.shape
+    ctx.block_l = _launch_config("fwd", dim, B.shape[1], A.shape[1], length)[1]
+
+
+def _backward(ctx, dout, dlast, _dckpt):
+    u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt = ctx.saved_tensors
+    if dout is None:
+        dout = torch.zeros_like(u)
+    du, ddelta, dz, dA, dB, dC, dD, dbias, dh0 = _bwd_op(dout, dlast, u, delta, A, B, C, D, z, delta_bias,
+                                                        seq_idx, ckpt, ctx.softplus, ctx.block_l)
+    return (du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+            dD.to(D.dtype) if D is not None else None, dz if z is not None else None,
+            dbias.to(delta_bias.dtype) if delta_bias is not None else None,
+            dh0.to(ctx.h0_dtype) if ctx.h0_dtype is not None else None, None, None)
+
+
+_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
 def selective_scan_triton(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                           C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
                           delta_bias: Optional[torch.Tensor], delta_softplus: bool,
@@ -417,5 +468,5 @@ def selective_scan_triton(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validated inputs in (B, C grouped ``(B, G, N, L)``), ``(out (B, D, L) in u's dtype,
     last_state (B, D, N) float32)`` out. Differentiable in every floating input."""
-    return _SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx,
-                                      bool(delta_softplus))
+    out, last, _ = _fwd_op(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, bool(delta_softplus))
+    return out, last

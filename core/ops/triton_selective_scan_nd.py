@@ -363,99 +363,156 @@ def _dummy(device) -> torch.Tensor:
     return torch.zeros(1, 1, dtype=torch.int32, device=device)
 
 
-class _SelectiveScanTritonND(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus, deterministic,
-                store_ckpt):
-        # The kernels read along time: make that the contiguous axis (a no-op when it is).
-        u, delta, B, C = (t if t.stride(-1) == 1 else t.contiguous() for t in (u, delta, B, C))
-        z = z if z is None or z.stride(-1) == 1 else z.contiguous()
-        batch, dim, length = u.shape
-        groups, n_state = B.shape[1], A.shape[1]
-        block_d, block_l, warps, stages = _launch_config("fwd", dim, groups, length)
-        # checkpoint interval = the backward's BLOCK_L; without a backward, no checkpoints
-        ck = _launch_config("bwd", dim, groups, length)[1] if store_ckpt else block_l
-        n_ck = triton.cdiv(length, ck)
-        out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
-        last = torch.empty(batch, dim, n_state, device=u.device, dtype=torch.float32)
-        ckpt = (torch.empty(batch, dim, n_ck, n_state, device=u.device, dtype=torch.float32) if store_ckpt
-                else last)                                                 # unused
-        if n_state * length >= 2**31:
-            raise ValueError(f"sequence too long for the Triton scan: N * L = {n_state * length} >= 2**31")
-        B, C = _fit_int32(B, C, n_state, max(block_l, ck))
-        h0 = initial_state.float().contiguous() if initial_state is not None else last
-        z_ = z if z is not None else u
-        seq = seq_idx if seq_idx is not None else _dummy(u.device)
-        grid = (triton.cdiv(dim, block_d), batch)
-        _fwd_kernel[grid](
-            u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
-            h0, seq, out, last, ckpt, length, dim, dim // groups, n_ck,
-            *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(), *out.stride(),
-            *seq.stride(),
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-            HAS_H0=initial_state is not None, HAS_SEQ=seq_idx is not None, SOFTPLUS=bool(softplus),
-            N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=triton.next_power_of_2(n_state), CK=ck,
-            STORE_CKPT=store_ckpt, NUM_STAGES=stages, num_warps=warps)
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt)
-        ctx.softplus = bool(softplus)
-        ctx.deterministic = deterministic
-        ctx.has_h0 = initial_state is not None
-        ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
-        ctx.ck = ck
-        return out, last
-
-    @staticmethod
-    def backward(ctx, dout, dlast):
-        u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt = ctx.saved_tensors
-        batch, dim, length = u.shape
-        groups, n_state = B.shape[1], A.shape[1]
-        block_d, _, warps, stages = _launch_config("bwd", dim, groups, length)
-        block_l = ctx.ck                                   # the intervals the forward checkpointed
-        dev, f32 = u.device, torch.float32
-        n_blocks = triton.cdiv(dim, block_d)
-        du = torch.empty(batch, dim, length, device=dev, dtype=u.dtype)
-        ddelta = torch.empty(batch, dim, length, device=dev, dtype=delta.dtype)
-        dz = torch.empty(batch, dim, length, device=dev, dtype=z.dtype) if z is not None else du
-        dh0 = torch.empty(batch, dim, n_state, device=dev, dtype=f32) if ctx.has_h0 else du
-        dA = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
-        dD = torch.empty(batch, dim, device=dev, dtype=f32)
-        dbias = torch.empty(batch, dim, device=dev, dtype=f32)
-        if ctx.deterministic:
-            # every (block, n, t < L) is written exactly once; summed below in a fixed order
-            n_rows = n_blocks
-            dB = torch.empty(batch, n_rows, n_state, length, device=dev, dtype=f32)
-            dC = torch.empty_like(dB)
-        else:
-            n_rows = groups
-            dB = torch.zeros(batch, n_rows, n_state, length, device=dev, dtype=f32)
-            dC = torch.zeros_like(dB)
-        z_ = z if z is not None else u
-        seq = seq_idx if seq_idx is not None else _dummy(dev)
-        dlast_ = dlast.float().contiguous() if dlast is not None else dA
-        _bwd_kernel[(n_blocks, batch)](
-            u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
-            seq, ckpt, dout, dlast_, du, ddelta, dz, dh0, dA, dD, dbias, dB, dC,
-            length, dim, dim // groups, n_rows,
-            *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(),
-            *dout.stride(), *seq.stride(),
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, HAS_H0=ctx.has_h0,
-            HAS_SEQ=seq_idx is not None, HAS_DLAST=dlast is not None, SOFTPLUS=ctx.softplus,
-            DETERMINISTIC=ctx.deterministic,
-            N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=triton.next_power_of_2(n_state),
-            NUM_STAGES=stages, num_warps=warps)
-        if ctx.deterministic:
-            # blocks never straddle groups: blocks [g * (n_blocks // G), (g + 1) * ...) make group g
-            dB = dB.view(batch, groups, n_blocks // groups, n_state, length).sum(2)
-            dC = dC.view(batch, groups, n_blocks // groups, n_state, length).sum(2)
-        return (du, ddelta, dA.sum(0).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
-                dD.sum(0).to(D.dtype) if D is not None else None,
-                dz if z is not None else None,
-                dbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None,
-                dh0.to(ctx.h0_dtype) if ctx.has_h0 else None, None, None, None, None)
+def _time_contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The kernels read along time: make that the contiguous axis (a no-op when it is)."""
+    return t if t is None or t.stride(-1) == 1 else t.contiguous()
 
 
-# torch.compile cannot trace into the kernel launch; it calls it as an opaque function.
-@torch.compiler.disable
+def _ckpt_interval(dim: int, groups: int, length: int, store_ckpt: bool) -> int:
+    """Checkpoint interval = the backward's BLOCK_L (the forward's when nothing is stored)."""
+    return _launch_config("bwd" if store_ckpt else "fwd", dim, groups, length)[1]
+
+
+# torch.library custom ops: torch.compile keeps a model with the scan in one graph.
+@torch.library.custom_op("mambakit::selective_scan_triton_nd_fwd", mutates_args=())
+def _fwd_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+            D: Optional[torch.Tensor], z: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor],
+            initial_state: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor], softplus: bool,
+            deterministic: bool, store_ckpt: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(out (B, D, L) in u's dtype, last (B, D, N) fp32, ckpt (B, D, n_ck, N) fp32 or empty)``.
+    ``deterministic`` is only carried to the backward."""
+    u, delta, B, C, z = (_time_contiguous(t) for t in (u, delta, B, C, z))
+    batch, dim, length = u.shape
+    groups, n_state = B.shape[1], A.shape[1]
+    block_d, block_l, warps, stages = _launch_config("fwd", dim, groups, length)
+    ck = _ckpt_interval(dim, groups, length, store_ckpt)
+    n_ck = triton.cdiv(length, ck)
+    out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
+    last = torch.empty(batch, dim, n_state, device=u.device, dtype=torch.float32)
+    ckpt = (torch.empty(batch, dim, n_ck, n_state, device=u.device, dtype=torch.float32) if store_ckpt
+            else last.new_empty(0))
+    if n_state * length >= 2**31:
+        raise ValueError(f"sequence too long for the Triton scan: N * L = {n_state * length} >= 2**31")
+    B, C = _fit_int32(B, C, n_state, max(block_l, ck))
+    h0 = initial_state.float().contiguous() if initial_state is not None else last
+    z_ = z if z is not None else u
+    seq = seq_idx if seq_idx is not None else _dummy(u.device)
+    grid = (triton.cdiv(dim, block_d), batch)
+    _fwd_kernel[grid](
+        u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
+        h0, seq, out, last, ckpt if store_ckpt else last, length, dim, dim // groups, n_ck,
+        *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(), *out.stride(),
+        *seq.stride(),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        HAS_H0=initial_state is not None, HAS_SEQ=seq_idx is not None, SOFTPLUS=bool(softplus),
+        N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=triton.next_power_of_2(n_state), CK=ck,
+        STORE_CKPT=store_ckpt, NUM_STAGES=stages, num_warps=warps)
+    return out, last, ckpt
+
+
+@_fwd_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus, deterministic, store_ckpt):
+    batch, dim, length = u.shape
+    groups, n_state = B.shape[1], A.shape[1]
+    f32 = torch.float32
+    n_ck = triton.cdiv(length, _ckpt_interval(dim, groups, length, store_ckpt))
+    return (u.new_empty(batch, dim, length), u.new_empty(batch, dim, n_state, dtype=f32),
+            u.new_empty(batch, dim, n_ck, n_state, dtype=f32) if store_ckpt else u.new_empty(0, dtype=f32))
+
+
+@torch.library.custom_op("mambakit::selective_scan_triton_nd_bwd", mutates_args=())
+def _bwd_op(dout: torch.Tensor, dlast: Optional[torch.Tensor], u: torch.Tensor, delta: torch.Tensor,
+            A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor],
+            z: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor],
+            ckpt: torch.Tensor, softplus: bool, deterministic: bool, has_h0: bool) -> list[torch.Tensor]:
+    """``[du, ddelta, dz, dA (D, N), dB, dC (B, G, N, L), dD (D,), dbias (D,), dh0 (B, D, N)]``; the
+    reductions stay float32, absent optionals give empty tensors."""
+    u, delta, B, C, z, dout = (_time_contiguous(t) for t in (u, delta, B, C, z, dout))
+    batch, dim, length = u.shape
+    groups, n_state = B.shape[1], A.shape[1]
+    block_d, block_l, warps, stages = _launch_config("bwd", dim, groups, length)   # = the checkpoint interval
+    B, C = _fit_int32(B, C, n_state, max(_launch_config("fwd", dim, groups, length)[1], block_l))
+    dev, f32 = u.device, torch.float32
+    n_blocks = triton.cdiv(dim, block_d)
+    du = torch.empty(batch, dim, length, device=dev, dtype=u.dtype)
+    ddelta = torch.empty(batch, dim, length, device=dev, dtype=delta.dtype)
+    dz = torch.empty(batch, dim, length, device=dev, dtype=z.dtype) if z is not None else du.new_empty(0)
+    dh0 = torch.empty(batch, dim, n_state, device=dev, dtype=f32) if has_h0 else du.new_empty(0, dtype=f32)
+    dA = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
+    dD = torch.empty(batch, dim, device=dev, dtype=f32)
+    dbias = torch.empty(batch, dim, device=dev, dtype=f32)
+    if deterministic:
+        # every (block, n, t < L) is written exactly once; summed below in a fixed order
+        n_rows = n_blocks
+        dB = torch.empty(batch, n_rows, n_state, length, device=dev, dtype=f32)
+        dC = torch.empty_like(dB)
+    else:
+        n_rows = groups
+        dB = torch.zeros(batch, n_rows, n_state, length, device=dev, dtype=f32)
+        dC = torch.zeros_like(dB)
+    z_ = z if z is not None else u
+    seq = seq_idx if seq_idx is not None else _dummy(dev)
+    dlast_ = dlast.float().contiguous() if dlast is not None else dA
+    _bwd_kernel[(n_blocks, batch)](
+        u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
+        seq, ckpt, dout, dlast_, du, ddelta, dz if z is not None else du, dh0 if has_h0 else du,
+        dA, dD, dbias, dB, dC, length, dim, dim // groups, n_rows,
+        *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(),
+        *dout.stride(), *seq.stride(),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, HAS_H0=has_h0,
+        HAS_SEQ=seq_idx is not None, HAS_DLAST=dlast is not None, SOFTPLUS=softplus,
+        DETERMINISTIC=deterministic,
+        N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=triton.next_power_of_2(n_state),
+        NUM_STAGES=stages, num_warps=warps)
+    if deterministic:
+        # blocks never straddle groups: blocks [g * (n_blocks // G), (g + 1) * ...) make group g
+        dB = dB.view(batch, groups, n_blocks // groups, n_state, length).sum(2)
+        dC = dC.view(batch, groups, n_blocks // groups, n_state, length).sum(2)
+    # absent gradients are fresh empty tensors: a custom op's outputs may not alias each other
+    return [du, ddelta, dz, dA.sum(0), dB, dC, dD.sum(0) if D is not None else dA.new_empty(0),
+            dbias.sum(0) if delta_bias is not None else dA.new_empty(0), dh0]
+
+
+@_bwd_op.register_fake
+def _(dout, dlast, u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt, softplus, deterministic, has_h0):
+    batch, dim, length = u.shape
+    groups, n_state = B.shape[1], A.shape[1]
+    f32 = torch.float32
+    return [u.new_empty(batch, dim, length), delta.new_empty(batch, dim, length),
+            z.new_empty(batch, dim, length) if z is not None else u.new_empty(0),
+            u.new_empty(dim, n_state, dtype=f32), u.new_empty(batch, groups, n_state, length, dtype=f32),
+            u.new_empty(batch, groups, n_state, length, dtype=f32),
+            u.new_empty(dim, dtype=f32) if D is not None else u.new_empty(0, dtype=f32),
+            u.new_empty(dim, dtype=f32) if delta_bias is not None else u.new_empty(0, dtype=f32),
+            u.new_empty(batch, dim, n_state, dtype=f32) if has_h0 else u.new_empty(0, dtype=f32)]
+
+
+def _setup_context(ctx, inputs, output):
+    u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus, deterministic, store_ckpt = inputs
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, seq_idx, output[2])
+    ctx.softplus, ctx.deterministic, ctx.store_ckpt = bool(softplus), bool(deterministic), bool(store_ckpt)
+    ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
+
+
+def _backward(ctx, dout, dlast, _dckpt):
+    u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt = ctx.saved_tensors
+    if not ctx.store_ckpt:
+        raise RuntimeError("selective_scan_triton_nd: the forward ran without checkpoints "
+                           "(no input required grad), so it cannot be differentiated")
+    if dout is None:
+        dout = torch.zeros_like(u)
+    du, ddelta, dz, dA, dB, dC, dD, dbias, dh0 = _bwd_op(
+        dout, dlast, u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt, ctx.softplus, ctx.deterministic,
+        ctx.h0_dtype is not None)
+    return (du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+            dD.to(D.dtype) if D is not None else None, dz if z is not None else None,
+            dbias.to(delta_bias.dtype) if delta_bias is not None else None,
+            dh0.to(ctx.h0_dtype) if ctx.h0_dtype is not None else None, None, None, None, None)
+
+
+_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+
+
 def selective_scan_triton_nd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                              C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
                              delta_bias: Optional[torch.Tensor], delta_softplus: bool,
@@ -470,5 +527,6 @@ def selective_scan_triton_nd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tens
     # Checkpoints only when a backward can follow (ctx.needs_input_grad ignores no_grad).
     store_ckpt = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state))
-    return _SelectiveScanTritonND.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx,
-                                        bool(delta_softplus), bool(deterministic), store_ckpt)
+    out, last, _ = _fwd_op(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, bool(delta_softplus),
+                           bool(deterministic), store_ckpt)
+    return out, last

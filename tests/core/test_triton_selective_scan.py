@@ -67,3 +67,46 @@ def test_triton_scan_matches_reference_under_interpreter(case):
     assert out.returncode == 0, out.stderr[-2000:]
     worst = float(out.stdout.strip().splitlines()[-1])
     assert worst < 1e-4, f"seed {seed}: max relative difference {worst}"
+
+
+COMPILE_SCRIPT = textwrap.dedent("""
+    import importlib, os, sys, torch
+    os.environ["TRITON_INTERPRET"] = "1"
+    mod = importlib.import_module("mambakit.ops." + sys.argv[2])
+    scan = mod.selective_scan_triton_nd if hasattr(mod, "selective_scan_triton_nd") else mod.selective_scan_triton
+    torch.manual_seed(int(sys.argv[1]))
+    full = sys.argv[3] == "1"
+    batch, dim, length, n, groups = 2, 4, 24, 4, 2
+    def t(*shape, scale=1.0):
+        return (torch.randn(*shape) * scale).requires_grad_()
+    u, delta = t(batch, dim, length), t(batch, dim, length, scale=0.5)
+    A = (-torch.rand(dim, n) - 0.1).requires_grad_()
+    B, C = t(batch, groups, n, length), t(batch, groups, n, length)
+    D, z, bias, h0 = (t(dim), t(batch, dim, length), t(dim), t(batch, dim, n)) if full else (None,) * 4
+    # op flags: softplus (+ deterministic, store checkpoints for the nd kernel)
+    flags = (full, False, True) if hasattr(mod, "selective_scan_triton_nd") else (full,)
+    result = torch.library.opcheck(mod._fwd_op, (u, delta, A, B, C, D, z, bias, h0, None, *flags))
+    assert all(v == "SUCCESS" for v in result.values()), result
+    leaves = [x for x in (u, delta, A, B, C, D, z, bias, h0) if x is not None]
+
+    def fn(u, delta, A, B, C, D, z, bias, h0):
+        y, last = scan(u, delta, A, B, C, D, z, bias, full, h0, None)
+        return y.square().sum() + last.sum()
+    args = (u, delta, A, B, C, D, z, bias, h0)
+    eager = torch.autograd.grad(fn(*args), leaves)
+    compiled_fn = torch.compile(fn, fullgraph=True, backend="aot_eager")   # no graph break at the scan
+    compiled = torch.autograd.grad(compiled_fn(*args), leaves)
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    print("ok")
+""")
+
+
+@pytest.mark.parametrize("module", ["triton_selective_scan", "triton_selective_scan_nd"])
+@pytest.mark.parametrize("full", [True, False], ids=["all-optionals", "no-optionals"])
+def test_triton_scans_are_custom_ops_that_compile_in_one_graph(module, full):
+    seed = int.from_bytes(os.urandom(2), "little")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    out = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT, str(seed), module, "1" if full else "0"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), f"seed {seed}: " + out.stderr[-3000:]
