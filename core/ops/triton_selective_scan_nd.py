@@ -27,28 +27,18 @@ Runs on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (for tests
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
-__all__ = ["selective_scan_triton_nd", "set_config", "clear_config", "set_deterministic"]
+# Shared with the kernel that loops over the states: the scan's combine, softplus, the time
+# layout, and one deterministic switch for both kernels.
+from .triton_selective_scan import (_combine, _softplus, _time_contiguous, deterministic_mode,
+                                    interpreter_enabled, set_deterministic)
 
-
-def interpreter_enabled() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-@triton.jit
-def _combine(a1, b1, a2, b2):
-    return a1 * a2, b1 * a2 + b2
-
-
-@triton.jit
-def _softplus(x):
-    return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
+__all__ = ["selective_scan_triton_nd", "set_config", "clear_config", "set_deterministic", "interpreter_enabled"]
 
 
 @triton.jit
@@ -313,7 +303,6 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
 # together. ptxas (sm_90) reports register spills for backward tiles above 4 x 16 x 128.
 DEFAULT_CONFIG: dict[str, tuple[int, int, int, int]] = {"fwd": (2, 64, 4, 1), "bwd": (4, 128, 8, 1)}
 _CONFIG_OVERRIDE: dict[str, tuple[int, int, int, int]] = {}
-_DETERMINISTIC: Optional[bool] = None
 
 
 def set_config(direction: str, block_d: int, block_l: int, num_warps: int, num_stages: int = 1) -> None:
@@ -329,14 +318,6 @@ def set_config(direction: str, block_d: int, block_l: int, num_warps: int, num_s
 
 def clear_config() -> None:
     _CONFIG_OVERRIDE.clear()
-
-
-def set_deterministic(flag: Optional[bool]) -> None:
-    """``True``: dB/dC are summed over channel blocks from per-block partials in a fixed order
-    (bitwise reproducible, more memory); ``False``: float32 atomics; ``None`` (default): follow
-    ``torch.are_deterministic_algorithms_enabled()``."""
-    global _DETERMINISTIC
-    _DETERMINISTIC = flag
 
 
 def _launch_config(direction: str, dim: int, groups: int, length: int) -> tuple[int, int, int, int]:
@@ -361,11 +342,6 @@ def _fit_int32(B: torch.Tensor, C: torch.Tensor, n_state: int, block_l: int) -> 
 
 def _dummy(device) -> torch.Tensor:
     return torch.zeros(1, 1, dtype=torch.int32, device=device)
-
-
-def _time_contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """The kernels read along time: make that the contiguous axis (a no-op when it is)."""
-    return t if t is None or t.stride(-1) == 1 else t.contiguous()
 
 
 def _ckpt_interval(dim: int, groups: int, length: int, store_ckpt: bool) -> int:
@@ -523,7 +499,7 @@ def selective_scan_triton_nd(u: torch.Tensor, delta: torch.Tensor, A: torch.Tens
     floating input. ``deterministic`` (default: ``set_deterministic``'s flag, else torch's
     deterministic-algorithms setting) makes the dB/dC reduction over channel blocks ordered."""
     if deterministic is None:
-        deterministic = _DETERMINISTIC if _DETERMINISTIC is not None else torch.are_deterministic_algorithms_enabled()
+        deterministic = deterministic_mode()
     # Checkpoints only when a backward can follow (ctx.needs_input_grad ignores no_grad).
     store_ckpt = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state))
