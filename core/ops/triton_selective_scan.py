@@ -422,8 +422,10 @@ def _bwd_op(dout: torch.Tensor, dlast: Optional[torch.Tensor], u: torch.Tensor, 
             dbias.sum(0) if delta_bias is not None else dA.new_empty(0), dh0]
 
 
-@_bwd_op.register_fake
-def _(dout, dlast, u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt, softplus, block_l):
+def fake_grads(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, D: Optional[torch.Tensor],
+               z: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor], has_h0: bool) -> list[torch.Tensor]:
+    """Shapes/dtypes of the backward ops' outputs ``[du, ddelta, dz, dA, dB, dC, dD, dbias, dh0]``
+    (the fake implementation of both Mamba-1 kernels' backward custom ops)."""
     batch, dim, length = u.shape
     groups, n_state = B.shape[1], A.shape[1]
     f32 = torch.float32
@@ -433,7 +435,12 @@ def _(dout, dlast, u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt, softplus,
             u.new_empty(batch, groups, n_state, length, dtype=f32),
             u.new_empty(dim, dtype=f32) if D is not None else u.new_empty(0, dtype=f32),
             u.new_empty(dim, dtype=f32) if delta_bias is not None else u.new_empty(0, dtype=f32),
-            u.new_empty(batch, dim, n_state, dtype=f32)]
+            u.new_empty(batch, dim, n_state, dtype=f32) if has_h0 else u.new_empty(0, dtype=f32)]
+
+
+@_bwd_op.register_fake
+def _(dout, dlast, u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt, softplus, block_l):
+    return fake_grads(u, delta, A, B, D, z, delta_bias, has_h0=True)
 
 
 def _setup_context(ctx, inputs, output):

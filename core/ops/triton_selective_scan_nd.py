@@ -35,7 +35,7 @@ import triton.language as tl
 
 # Shared with the kernel that loops over the states: the scan's combine, softplus, the time
 # layout, and one deterministic switch for both kernels.
-from .triton_selective_scan import (_combine, _softplus, _time_contiguous, deterministic_mode,
+from .triton_selective_scan import (_combine, _softplus, _time_contiguous, deterministic_mode, fake_grads,
                                     interpreter_enabled, set_deterministic)
 
 __all__ = ["selective_scan_triton_nd", "set_config", "clear_config", "set_deterministic", "interpreter_enabled"]
@@ -451,16 +451,7 @@ def _bwd_op(dout: torch.Tensor, dlast: Optional[torch.Tensor], u: torch.Tensor, 
 
 @_bwd_op.register_fake
 def _(dout, dlast, u, delta, A, B, C, D, z, delta_bias, seq_idx, ckpt, softplus, deterministic, has_h0):
-    batch, dim, length = u.shape
-    groups, n_state = B.shape[1], A.shape[1]
-    f32 = torch.float32
-    return [u.new_empty(batch, dim, length), delta.new_empty(batch, dim, length),
-            z.new_empty(batch, dim, length) if z is not None else u.new_empty(0),
-            u.new_empty(dim, n_state, dtype=f32), u.new_empty(batch, groups, n_state, length, dtype=f32),
-            u.new_empty(batch, groups, n_state, length, dtype=f32),
-            u.new_empty(dim, dtype=f32) if D is not None else u.new_empty(0, dtype=f32),
-            u.new_empty(dim, dtype=f32) if delta_bias is not None else u.new_empty(0, dtype=f32),
-            u.new_empty(batch, dim, n_state, dtype=f32) if has_h0 else u.new_empty(0, dtype=f32)]
+    return fake_grads(u, delta, A, B, D, z, delta_bias, has_h0)
 
 
 def _setup_context(ctx, inputs, output):
