@@ -715,98 +715,144 @@ def _chunking(chunk_size: int, L: int) -> tuple[int, int]:
     return K, triton.cdiv(L, K)
 
 
-class _SSDChunkScanTriton(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, dt_limit,
-                initial_states, seq_idx):
-        ctx.set_materialize_grads(False)
-        batch, L, H, P = x.shape
-        G, N = B.shape[2], B.shape[3]
-        K, nc = _chunking(chunk_size, L)
-        cfg = _launch_config(K, P, N, H // G)
-        dot = _dot_setup(x, B, C)
-        seg = _segments(seq_idx)
-        dtp, cs = _launch_dt(dt, dt_bias, A, dt_softplus, dt_limit, K, nc)
-        CB = _launch_bmm(B, C, K, nc, cfg, dot)
-        states = _launch_chunk_state(x, B, dtp, cs, seg, K, nc, H, False, cfg, dot)
-        final, _ = _launch_pass(states, cs, seg, initial_states, K, L, False, cfg)
-        y = _launch_chunk_out(x, C, CB, states, dtp, cs, seg, D, z, K, nc, cfg, dot)
-        ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, seg, states)
-        ctx.cfg = dict(chunk_size=chunk_size, dt_softplus=bool(dt_softplus),
-                       dt_limit=tuple(dt_limit), has_init=initial_states is not None,
-                       init_dtype=None if initial_states is None else initial_states.dtype)
-        return y, final
+# torch.library custom ops: torch.compile keeps a model with the SSD in one graph (shapes from the
+# fake implementations) instead of breaking it at every scan.
+@torch.library.custom_op("mambakit::ssd_chunk_scan_triton_fwd", mutates_args=())
+def _fwd_op(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+            D: Optional[torch.Tensor], z: Optional[torch.Tensor], dt_bias: Optional[torch.Tensor],
+            initial_states: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor], chunk_size: int,
+            dt_softplus: bool, dt_min: float, dt_max: float
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(y (b, L, H, P) in x.dtype, final (b, H, P, N) fp32, entering states (b, nc, H, P, N) fp32)``."""
+    batch, L, H, P = x.shape
+    G, N = B.shape[2], B.shape[3]
+    K, nc = _chunking(chunk_size, L)
+    cfg = _launch_config(K, P, N, H // G)
+    dot = _dot_setup(x, B, C)
+    seg = _segments(seq_idx)
+    dtp, cs = _launch_dt(dt, dt_bias, A, dt_softplus, (dt_min, dt_max), K, nc)
+    CB = _launch_bmm(B, C, K, nc, cfg, dot)
+    states = _launch_chunk_state(x, B, dtp, cs, seg, K, nc, H, False, cfg, dot)
+    final, _ = _launch_pass(states, cs, seg, initial_states, K, L, False, cfg)
+    y = _launch_chunk_out(x, C, CB, states, dtp, cs, seg, D, z, K, nc, cfg, dot)
+    return y, final, states
 
-    @staticmethod
-    def backward(ctx, dy, dfinal):
-        x, dt, A, B, C, D, z, dt_bias, seg, states = ctx.saved_tensors
-        info = ctx.cfg
-        batch, L, H, P = x.shape
-        G, N = B.shape[2], B.shape[3]
-        K, nc = _chunking(info["chunk_size"], L)
-        cfg = _launch_config(K, P, N, H // G)
-        dot = _dot_setup(x, B, C)
-        dev, f32 = x.device, torch.float32
-        if dy is None:
-            dy = torch.zeros_like(x)
-        dtp, cs = _launch_dt(dt, dt_bias, A, info["dt_softplus"], info["dt_limit"], K, nc)
-        CB = _launch_bmm(B, C, K, nc, cfg, dot)
-        dz = None
-        if z is not None:  # recompute the pre-gate output: g = dy * silu(z), dz
-            g, dz = _launch_chunk_out(x, C, CB, states, dtp, cs, seg, D, z, K, nc, cfg, dot,
-                                      dout=dy, out_dtype=x.dtype)
-        else:
-            g = dy
-        # gradient of each chunk's contribution, by the reverse recurrence over chunks
-        dS = _launch_chunk_state(g, C, dtp, cs, seg, K, nc, H, True, cfg, dot)
-        dinit, dR = _launch_pass(dS, cs, seg, dfinal, K, L, True, cfg, states=states)
-        hpp = cfg["hpp"]
-        atomic = (H // G) != hpp
-        bl, bs = cfg["block_l"], cfg["block_s"]
-        n_sb, n_lb = K // bs, K // bl
-        seg_ = seg if seg is not None else cs
-        s_seg = seg_.stride(0)
-        D_ = D if D is not None else cs
-        s_D = (D.stride(0), D.stride(1) if D.dim() == 2 else 0) if D is not None else (0, 0)
-        dx = torch.empty(batch, L, H, P, device=dev, dtype=x.dtype)
-        alloc = torch.zeros if atomic else torch.empty
-        dB = alloc(batch, L, G, N, device=dev, dtype=f32)
-        dC = alloc(batch, L, G, N, device=dev, dtype=f32)
-        ddd = torch.empty(batch, H, nc, K, device=dev, dtype=f32)
-        V = torch.empty_like(ddd)
-        inter = torch.empty_like(ddd)
-        intra = torch.empty(batch, H, nc, n_lb, K, device=dev, dtype=f32)
-        dDp = torch.empty(batch * nc * n_sb, H, P, device=dev, dtype=f32) if D is not None else ddd
-        common = dict(HPP=hpp, HAS_SEQ=seg is not None, ATOMIC=atomic, K=K, BLOCK_L=bl,
-                      BLOCK_S=bs, BLOCK_P=cfg["block_p"], BLOCK_N=cfg["block_n"],
-                      DOT_DTYPE=dot[0], PREC=dot[1], SPREC=dot[2])
-        _bwd_dx_kernel[(batch * nc, H // hpp, n_sb)](
-            x, B, C, CB, g, dS, dtp, cs, seg_, D_, dx, dB, ddd, V, dDp,
-            L, H, G, nc, P, N, H // G, *_strides4(x), *_strides4(B), *_strides4(C),
-            *_strides4(g), s_seg, *s_D, HAS_D=D is not None, num_warps=cfg["warps_dx"],
-            num_stages=cfg["stages_dx"], **common)
-        _bwd_dc_kernel[(batch * nc, H // hpp, n_lb)](
-            x, B, C, CB, g, states, dtp, cs, seg_, dC, intra, inter,
-            L, H, G, nc, P, N, H // G, *_strides4(x), *_strides4(B), *_strides4(C),
-            *_strides4(g), s_seg, num_warps=cfg["warps_dc"], num_stages=cfg["stages_dc"], **common)
-        ddt = torch.empty(batch, L, H, device=dev, dtype=dt.dtype)
-        dAp = torch.empty(batch * nc, H, device=dev, dtype=f32)
-        dbp = torch.empty(batch * nc, H, device=dev, dtype=f32)
-        block_h = max(1, min(triton.next_power_of_2(H), max(1, 4096 // K)))
-        lo, hi = info["dt_limit"]
-        _bwd_ddt_kernel[(batch * nc, triton.cdiv(H, block_h))](
-            dt, dt_bias if dt_bias is not None else A, A, dtp, cs, seg_, intra, inter, V, ddd,
-            dR, ddt, dAp, dbp, L, H, nc, n_lb, *dt.stride(), s_seg, float(lo), float(hi),
-            HAS_BIAS=dt_bias is not None, SOFTPLUS=info["dt_softplus"],
-            HAS_LIMIT=tuple(info["dt_limit"]) != _NO_LIMIT, HAS_SEQ=seg is not None, K=K,
-            BLOCK_L=bl, BLOCK_H=block_h, num_warps=4)
-        dD = None
-        if D is not None:
-            dD = dDp.sum(0)
-            dD = (dD.sum(-1) if D.dim() == 1 else dD).to(D.dtype)
-        return (dx, ddt, dAp.sum(0).to(A.dtype), dB.to(B.dtype), dC.to(C.dtype), None, dD, dz,
-                dbp.sum(0).to(dt_bias.dtype) if dt_bias is not None else None,
-                None, None, dinit.to(info["init_dtype"]) if info["has_init"] else None, None)
+
+@_fwd_op.register_fake
+def _(x, dt, A, B, C, D, z, dt_bias, initial_states, seq_idx, chunk_size, dt_softplus, dt_min, dt_max):
+    batch, L, H, P = x.shape
+    N = B.shape[3]
+    nc = _chunking(chunk_size, L)[1]
+    f32 = torch.float32
+    return (x.new_empty(batch, L, H, P), x.new_empty(batch, H, P, N, dtype=f32),
+            x.new_empty(batch, nc, H, P, N, dtype=f32))
+
+
+@torch.library.custom_op("mambakit::ssd_chunk_scan_triton_bwd", mutates_args=())
+def _bwd_op(dy: torch.Tensor, dfinal: Optional[torch.Tensor], x: torch.Tensor, dt: torch.Tensor,
+            A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor],
+            z: Optional[torch.Tensor], dt_bias: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor],
+            states: torch.Tensor, chunk_size: int, dt_softplus: bool, dt_min: float, dt_max: float
+            ) -> list[torch.Tensor]:
+    """``[dx, ddt, dA (H,), dB, dC (b, L, G, N), dD (D's shape), dz, ddt_bias (H,), dinit (b, H, P, N)]``;
+    reductions in float32, absent optionals as (fresh) empty tensors."""
+    batch, L, H, P = x.shape
+    G, N = B.shape[2], B.shape[3]
+    K, nc = _chunking(chunk_size, L)
+    cfg = _launch_config(K, P, N, H // G)
+    dot = _dot_setup(x, B, C)
+    dev, f32 = x.device, torch.float32
+    dt_limit = (dt_min, dt_max)
+    seg = _segments(seq_idx)
+    dtp, cs = _launch_dt(dt, dt_bias, A, dt_softplus, dt_limit, K, nc)
+    CB = _launch_bmm(B, C, K, nc, cfg, dot)
+    dz = x.new_empty(0)
+    if z is not None:  # recompute the pre-gate output: g = dy * silu(z), dz
+        g, dz = _launch_chunk_out(x, C, CB, states, dtp, cs, seg, D, z, K, nc, cfg, dot,
+                                  dout=dy, out_dtype=x.dtype)
+    else:
+        g = dy
+    # gradient of each chunk's contribution, by the reverse recurrence over chunks
+    dS = _launch_chunk_state(g, C, dtp, cs, seg, K, nc, H, True, cfg, dot)
+    dinit, dR = _launch_pass(dS, cs, seg, dfinal, K, L, True, cfg, states=states)
+    hpp = cfg["hpp"]
+    atomic = (H // G) != hpp
+    bl, bs = cfg["block_l"], cfg["block_s"]
+    n_sb, n_lb = K // bs, K // bl
+    seg_ = seg if seg is not None else cs
+    s_seg = seg_.stride(0)
+    D_ = D if D is not None else cs
+    s_D = (D.stride(0), D.stride(1) if D.dim() == 2 else 0) if D is not None else (0, 0)
+    dx = torch.empty(batch, L, H, P, device=dev, dtype=x.dtype)
+    alloc = torch.zeros if atomic else torch.empty
+    dB = alloc(batch, L, G, N, device=dev, dtype=f32)
+    dC = alloc(batch, L, G, N, device=dev, dtype=f32)
+    ddd = torch.empty(batch, H, nc, K, device=dev, dtype=f32)
+    V = torch.empty_like(ddd)
+    inter = torch.empty_like(ddd)
+    intra = torch.empty(batch, H, nc, n_lb, K, device=dev, dtype=f32)
+    dDp = torch.empty(batch * nc * n_sb, H, P, device=dev, dtype=f32) if D is not None else ddd
+    common = dict(HPP=hpp, HAS_SEQ=seg is not None, ATOMIC=atomic, K=K, BLOCK_L=bl,
+                  BLOCK_S=bs, BLOCK_P=cfg["block_p"], BLOCK_N=cfg["block_n"],
+                  DOT_DTYPE=dot[0], PREC=dot[1], SPREC=dot[2])
+    _bwd_dx_kernel[(batch * nc, H // hpp, n_sb)](
+        x, B, C, CB, g, dS, dtp, cs, seg_, D_, dx, dB, ddd, V, dDp,
+        L, H, G, nc, P, N, H // G, *_strides4(x), *_strides4(B), *_strides4(C),
+        *_strides4(g), s_seg, *s_D, HAS_D=D is not None, num_warps=cfg["warps_dx"],
+        num_stages=cfg["stages_dx"], **common)
+    _bwd_dc_kernel[(batch * nc, H // hpp, n_lb)](
+        x, B, C, CB, g, states, dtp, cs, seg_, dC, intra, inter,
+        L, H, G, nc, P, N, H // G, *_strides4(x), *_strides4(B), *_strides4(C),
+        *_strides4(g), s_seg, num_warps=cfg["warps_dc"], num_stages=cfg["stages_dc"], **common)
+    ddt = torch.empty(batch, L, H, device=dev, dtype=dt.dtype)
+    dAp = torch.empty(batch * nc, H, device=dev, dtype=f32)
+    dbp = torch.empty(batch * nc, H, device=dev, dtype=f32)
+    block_h = max(1, min(triton.next_power_of_2(H), max(1, 4096 // K)))
+    _bwd_ddt_kernel[(batch * nc, triton.cdiv(H, block_h))](
+        dt, dt_bias if dt_bias is not None else A, A, dtp, cs, seg_, intra, inter, V, ddd,
+        dR, ddt, dAp, dbp, L, H, nc, n_lb, *dt.stride(), s_seg, float(dt_min), float(dt_max),
+        HAS_BIAS=dt_bias is not None, SOFTPLUS=dt_softplus,
+        HAS_LIMIT=dt_limit != _NO_LIMIT, HAS_SEQ=seg is not None, K=K,
+        BLOCK_L=bl, BLOCK_H=block_h, num_warps=4)
+    dD = dAp.new_empty(0)   # absent gradients: fresh empty tensors (outputs may not alias)
+    if D is not None:
+        dD = dDp.sum(0)
+        dD = dD.sum(-1) if D.dim() == 1 else dD
+    return [dx, ddt, dAp.sum(0), dB, dC, dD, dz, dbp.sum(0) if dt_bias is not None else dAp.new_empty(0), dinit]
+
+
+@_bwd_op.register_fake
+def _(dy, dfinal, x, dt, A, B, C, D, z, dt_bias, seq_idx, states, chunk_size, dt_softplus, dt_min, dt_max):
+    batch, L, H, P = x.shape
+    G, N = B.shape[2], B.shape[3]
+    f32 = torch.float32
+    return [x.new_empty(batch, L, H, P), dt.new_empty(batch, L, H), x.new_empty(H, dtype=f32),
+            x.new_empty(batch, L, G, N, dtype=f32), x.new_empty(batch, L, G, N, dtype=f32),
+            x.new_empty(D.shape, dtype=f32) if D is not None else x.new_empty(0, dtype=f32),
+            z.new_empty(batch, L, H, P) if z is not None else x.new_empty(0),
+            x.new_empty(H, dtype=f32) if dt_bias is not None else x.new_empty(0, dtype=f32),
+            x.new_empty(batch, H, P, N, dtype=f32)]
+
+
+def _setup_context(ctx, inputs, output):
+    x, dt, A, B, C, D, z, dt_bias, initial_states, seq_idx, chunk_size, dt_softplus, dt_min, dt_max = inputs
+    ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, seq_idx, output[2])
+    ctx.args = (int(chunk_size), bool(dt_softplus), float(dt_min), float(dt_max))
+    ctx.init_dtype = None if initial_states is None else initial_states.dtype
+
+
+def _backward(ctx, dy, dfinal, _dstates):
+    x, dt, A, B, C, D, z, dt_bias, seq_idx, states = ctx.saved_tensors
+    if dy is None:
+        dy = torch.zeros_like(x)
+    dx, ddt, dA, dB, dC, dD, dz, dbias, dinit = _bwd_op(dy, dfinal, x, dt, A, B, C, D, z, dt_bias, seq_idx,
+                                                        states, *ctx.args)
+    return (dx, ddt, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype), dD.to(D.dtype) if D is not None else None,
+            dz if z is not None else None, dbias.to(dt_bias.dtype) if dt_bias is not None else None,
+            dinit.to(ctx.init_dtype) if ctx.init_dtype is not None else None, None, None, None, None, None)
+
+
+_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _use_reference(x, B, C, chunk_size, P, N) -> bool:
@@ -817,8 +863,6 @@ def _use_reference(x, B, C, chunk_size, P, N) -> bool:
     return not pow2 or f64 or P > 256 or N > 256
 
 
-# torch.compile cannot trace into the kernel launches; it calls this as an opaque function.
-@torch.compiler.disable
 def ssd_chunk_scan_triton(
     x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     chunk_size: int, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
@@ -837,6 +881,6 @@ def ssd_chunk_scan_triton(
     if x.device.type != "cuda" and not interpreter_enabled():
         raise NotImplementedError("ssd_chunk_scan(impl='triton') needs CUDA tensors (or CPU "
                                   "tensors with TRITON_INTERPRET=1)")
-    return _SSDChunkScanTriton.apply(x, dt, A, B, C, int(chunk_size), D, z, dt_bias,
-                                     bool(dt_softplus), tuple(float(v) for v in dt_limit),
-                                     initial_states, seq_idx)
+    y, final, _ = _fwd_op(x, dt, A, B, C, D, z, dt_bias, initial_states, seq_idx, int(chunk_size),
+                          bool(dt_softplus), float(dt_limit[0]), float(dt_limit[1]))
+    return y, final

@@ -128,3 +128,43 @@ def test_dispatch_and_fallbacks():
     if not triton_ssd.interpreter_enabled():
         with pytest.raises(NotImplementedError, match="CUDA"):
             triton_ssd.ssd_chunk_scan_triton(x, dt, A, B, C, 16, *args)
+
+
+COMPILE_SCRIPT = textwrap.dedent("""
+    import os, sys, torch
+    os.environ["TRITON_INTERPRET"] = "1"
+    from mambakit.ops import triton_ssd as ts
+    torch.manual_seed(int(sys.argv[1]))
+    full = sys.argv[2] == "1"
+    b, L, H, G, P, N = 2, 20, 4, 2, 8, 16
+    def t(*shape, scale=1.0):
+        return (torch.randn(*shape) * scale).requires_grad_()
+    x, dt = t(b, L, H, P), t(b, L, H, scale=0.5)
+    A = (-torch.exp(torch.randn(H) * 0.5)).requires_grad_()
+    B, C = t(b, L, G, N, scale=0.7), t(b, L, G, N, scale=0.7)
+    D, z, bias, h0 = (t(H), t(b, L, H, P), t(H, scale=0.5), t(b, H, P, N)) if full else (None,) * 4
+    if not full:
+        dt = (torch.rand(b, L, H) * 0.6 + 0.05).requires_grad_()   # positive steps without softplus
+    result = torch.library.opcheck(ts._fwd_op, (x, dt, A, B, C, D, z, bias, h0, None, 16, full, 0.0, float("inf")))
+    assert all(v == "SUCCESS" for v in result.values()), result
+    leaves = [v for v in (x, dt, A, B, C, D, z, bias, h0) if v is not None]
+
+    def fn(x, dt, A, B, C, D, z, bias, h0):
+        y, final = ts.ssd_chunk_scan_triton(x, dt, A, B, C, 16, D, z, bias, full, (0.0, float("inf")), h0, None)
+        return y.square().sum() + final.sum()
+    args = (x, dt, A, B, C, D, z, bias, h0)
+    eager = torch.autograd.grad(fn(*args), leaves)
+    compiled = torch.autograd.grad(torch.compile(fn, fullgraph=True, backend="aot_eager")(*args), leaves)
+    for a, e in zip(compiled, eager):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-5)
+    print("ok")
+""")
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["all-optionals", "no-optionals"])
+def test_triton_ssd_is_a_custom_op_that_compiles_in_one_graph(full):
+    seed = int.from_bytes(os.urandom(2), "little")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    out = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT, str(seed), "1" if full else "0"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), f"seed {seed}: " + out.stderr[-3000:]
