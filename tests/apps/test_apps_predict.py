@@ -186,15 +186,16 @@ def test_dna_strand_model_flips_under_reverse_complement():
     assert fwd.predicted != rev.predicted
 
 
-def test_dna_attribution_estimates_in_silico_mutagenesis(seed):
-    """The gradient score is the first-order estimate of the log-odds drop under mutation:
-    it must correlate with the exact mutagenesis effect on a short stretch."""
+def test_dna_attribution_estimates_in_silico_mutagenesis():
+    """The gradient score is the first-order estimate of the log-odds drop under mutation: it
+    must correlate with the exact mutagenesis effect. Over every position of the example (a
+    sample of 24 positions varied from 0.26 to 0.8 for the 4-layer shipped model; all 200 give
+    0.57), so the check does not depend on which positions were drawn."""
     _, seq, _ = genomics.parse_sequence_text(_example("coding_plus"))
     ids, _ = genomics.encode(seq)
     model = genomics.TASKS["coding"][1].model()
     target = 1
-    rng = np.random.default_rng(seed)
-    positions = np.sort(rng.choice(len(seq), 24, replace=False))
+    positions = np.arange(len(seq))
 
     def log_odds(batch):
         with torch.inference_mode():
@@ -209,7 +210,8 @@ def test_dna_attribution_estimates_in_silico_mutagenesis(seed):
                 m = ids.clone()
                 m[i] = b
                 mutants.append(m)
-    drops = (base - log_odds(torch.stack(mutants))).view(len(positions), 3).mean(1).numpy()   # exact ISM
+    drops = torch.cat([base - log_odds(torch.stack(mutants[k:k + 300]))
+                       for k in range(0, len(mutants), 300)]).view(len(positions), 3).mean(1).numpy()   # exact ISM
     scores = genomics.attribution(model, ids, target)[positions]
     # mean over the 3 alternatives of the linear estimate = (4/3) * centred gradient
     assert np.corrcoef(scores, drops)[0, 1] > 0.5
