@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ._checks import (check_finite, check_impl, check_nonempty, check_same_device, check_seq_idx,
                       check_shape, check_tensor)
 from .packing import seq_idx_from_cu_seqlens
+from .state_update import use_triton
 
 __all__ = ["ssd_chunk_scan", "ssd_state_update"]
 
@@ -345,6 +346,7 @@ def ssd_state_update(
     dt_bias: Optional[torch.Tensor] = None,
     dt_softplus: bool = False,
     dt_limit: tuple[float, float] = (0.0, float("inf")),
+    impl: str = "auto",
 ) -> torch.Tensor:
     """One decoding step of the SSD recurrence; ``state`` is updated in place.
 
@@ -356,6 +358,8 @@ def ssd_state_update(
         B, C: ``(batch, G, N)``, ``H % G == 0``.
         D: ``(H,)`` or ``(H, P)``; z: ``(batch, H, P)``; dt_bias: ``(H,)``; dt_softplus, dt_limit:
             as in :func:`ssd_chunk_scan`.
+        impl: ``"auto"`` (one fused Triton kernel for CUDA tensors without gradients, else the
+            reference), ``"reference"`` or ``"triton"``.
 
     Returns:
         ``out (batch, H, P)`` in ``x.dtype``, equal to one step of :func:`ssd_chunk_scan`.
@@ -381,6 +385,9 @@ def ssd_state_update(
         check_shape("z", z, (batch, H, P))
     dt_limit = _check_dt_limit(dt_limit)
     check_same_device(state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias)
+    if use_triton(impl, state, x, dt, A, B, C, D, z, dt_bias):
+        from .triton_state_update import ssd_state_update_triton
+        return ssd_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, dt_limit)
 
     cdt = _compute_dtype(state, x, dt, A, B, C, D, z, dt_bias)
     x_c = x.to(cdt)

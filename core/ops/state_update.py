@@ -10,17 +10,44 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_finite, check_shape, check_tensor
+from ._checks import check_finite, check_impl, check_shape, check_tensor
+
+IMPLS = ("auto", "reference", "triton")
+
+
+def use_triton(impl: str, *tensors: Optional[torch.Tensor]) -> bool:
+    """Whether a decoding step takes the fused Triton kernel: ``impl="triton"`` forces it (CUDA
+    tensors, or CPU tensors under ``TRITON_INTERPRET=1``); ``"auto"`` takes it for CUDA tensors
+    that are not float64 when no gradient is needed (the kernel updates the state in place and is
+    not differentiable)."""
+    import os
+
+    check_impl(impl, IMPLS)
+    present = [t for t in tensors if t is not None]
+    if impl == "reference":
+        return False
+    if impl == "triton":
+        if not (present[0].is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+            raise NotImplementedError("impl='triton' needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1)")
+        return True
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in present)
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return present[0].is_cuda and not needs_grad and all(t.dtype != torch.float64 for t in present)
 
 
 def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor,
                            B: torch.Tensor, C: torch.Tensor, D: Optional[torch.Tensor] = None,
                            z: Optional[torch.Tensor] = None, dt_bias: Optional[torch.Tensor] = None,
-                           dt_softplus: bool = False) -> torch.Tensor:
+                           dt_softplus: bool = False, impl: str = "auto") -> torch.Tensor:
     """Advance ``state (B, D, N)`` by one token in place and return ``out (B, D)``.
 
     Args:
         x, dt, z: ``(B, D)``. A: ``(D, N)``. B, C: ``(B, N)`` or ``(B, G, N)``. D, dt_bias: ``(D,)``.
+        impl: ``"auto"`` (one fused Triton kernel for CUDA tensors without gradients, else the
+            reference), ``"reference"`` or ``"triton"``.
     """
     check_tensor("state", state, ndim=3)
     batch, dim, n_state = state.shape
@@ -43,6 +70,10 @@ def selective_state_update(state: torch.Tensor, x: torch.Tensor, dt: torch.Tenso
             check_shape(name, t, (dim,))
     check_finite("x", x)
     check_finite("dt", dt)
+    if use_triton(impl, state, x, dt, A, B, C, D, z, dt_bias):
+        from .triton_state_update import selective_state_update_triton
+        return selective_state_update_triton(state, x, dt, A, B if B.dim() == 3 else B.unsqueeze(1),
+                                             C if C.dim() == 3 else C.unsqueeze(1), D, z, dt_bias, dt_softplus)
     dtype = torch.float64 if state.dtype == torch.float64 else torch.float32
     dt = dt.to(dtype)
     if dt_bias is not None:
