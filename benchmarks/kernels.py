@@ -7,10 +7,11 @@ Sections (each prints a table; all results go to one JSON):
   mamba1       forward and forward+backward medians (triton.testing.do_bench) on the issue's
                shapes, ours vs mamba_ssm's CUDA scan when it is available, with the share of
                the memory-bandwidth floor and the peak memory.
-  mamba2       the Mamba-2 SSD chunked scan: first our Triton kernels (impl="triton") vs the
+  mamba2_correctness  the Mamba-2 SSD chunked scan: our Triton kernels (impl="triton") vs the
                PyTorch reference in float64, forward, final states and every gradient, fp32 and
                bf16, packed sequences included, and a finite bf16 forward+backward at
-               L = 1,048,576; then forward and forward+backward medians on the issue's shapes
+               L = 1,048,576.
+  mamba2       the Mamba-2 SSD chunked scan: forward and forward+backward medians on the issue's shapes
                (bf16 activations, fp32 A/D/dt_bias, with D, z, dt_bias, softplus, chunk 256):
                ours, the PyTorch reference, mamba_ssm's mamba_chunk_scan_combined and fla's
                chunk_simple_gla (the bare scan: q=C, k=B, v=x*dt, g=A*dt, scale=1), each when
@@ -20,7 +21,7 @@ Sections (each prints a table; all results go to one JSON):
 
 Usage (GPU machine):
   python benchmarks/kernels.py --mamba-ssm-sdist PATH [--prebuilt DIR] [--save-build DIR]
-                               [--fla-wheels DIR] [--sections correctness,mamba1,mamba2,e2e] --out DIR
+                               [--fla-wheels DIR] [--sections correctness,mamba1,mamba2_correctness,mamba2,e2e] --out DIR
 mamba_ssm and fla are optional: without them only our numbers are reported. The Mamba-2
 baseline needs only mamba_ssm's Python (Triton) code, so it runs even when its CUDA scan does
 not build.
@@ -433,7 +434,7 @@ def main() -> None:
     parser.add_argument("--fla-wheels", help="folder with an fla_core-*.whl to install (optional)")
     parser.add_argument("--no-reference", action="store_true",
                         help="mamba2: skip timing the PyTorch reference")
-    parser.add_argument("--sections", default="correctness,mamba1,mamba2,e2e")
+    parser.add_argument("--sections", default="correctness,mamba1,mamba2_correctness,mamba2,e2e")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -456,8 +457,9 @@ def main() -> None:
         check_correctness(rows)
     if "mamba1" in sections:
         bench_mamba1(rows, mamba_ssm, bandwidth)
-    if "mamba2" in sections:
+    if "mamba2_correctness" in sections:
         check_mamba2_correctness(rows)
+    if "mamba2" in sections:
         bench_mamba2(rows, mamba2_fn, fla_fn, bandwidth, with_reference=not args.no_reference)
     if "e2e" in sections:
         bench_e2e(rows, mamba_ssm)

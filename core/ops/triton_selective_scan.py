@@ -11,7 +11,8 @@ The backward walks the chunks in reverse: it recomputes the chunk's states from 
 checkpoint, runs the adjoint recurrence ``G_t = C_t gy_t + a_{t+1} G_{t+1}`` as a reverse
 scan, and forms every gradient from ``G`` and ``h``. It needs ``a_t h_{t-1}``, which is
 ``h_t - x_t``, so no shifted state is ever loaded. ``dB``/``dC`` are summed over the channels
-of a block in registers and added across blocks with float32 atomics spread over a few slices;
+of a block in registers and added across blocks with float32 atomics spread over a few slices
+(relaxed memory order: Triton's default acq_rel fences every atomic, which cost up to 1.5x);
 in deterministic mode (``set_deterministic`` or ``torch.use_deterministic_algorithms``) each
 block writes its own slice and the slices are summed in a fixed order instead.
 
@@ -243,8 +244,8 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
                 tl.store(dB_ptr + gn_off, tl.sum(Gs * dtu, axis=0), mask=mask_t)
                 tl.store(dC_ptr + gn_off, tl.sum(h * gy, axis=0), mask=mask_t)
             else:
-                tl.atomic_add(dB_ptr + gn_off, tl.sum(Gs * dtu, axis=0), mask=mask_t)
-                tl.atomic_add(dC_ptr + gn_off, tl.sum(h * gy, axis=0), mask=mask_t)
+                tl.atomic_add(dB_ptr + gn_off, tl.sum(Gs * dtu, axis=0), mask=mask_t, sem="relaxed")
+                tl.atomic_add(dC_ptr + gn_off, tl.sum(h * gy, axis=0), mask=mask_t, sem="relaxed")
             g_carry = _set_column(g_carry, offs_n, n, tl.sum(tl.where(is_first, a * Gs, 0.0), axis=1))
         if HAS_Z:
             if HAS_D:
@@ -287,8 +288,9 @@ def _launch_config(direction: str, dim: int, groups: int, n_state: int, length: 
     block_n = triton.next_power_of_2(n_state)
     if direction in _CONFIG_OVERRIDE:
         block_d, block_l, warps, stages = _CONFIG_OVERRIDE[direction]
-    else:  # measured on an H100 (benchmarks/tune_selective_scan.py, 2026-11-23)
-        block_d, block_l, warps, stages = (8, 256, 4, 2) if direction == "fwd" else (4, 256, 2, 1)
+    else:  # measured on an H100 (benchmarks/results/raw/sweep_bwd_block_h100.json): one channel
+        # and one warp per backward program is 1.6-1.8x faster than 4 channels on 2 warps
+        block_d, block_l, warps, stages = (8, 256, 4, 2) if direction == "fwd" else (1, 256, 1, 1)
     block_l = min(block_l, max(16, triton.next_power_of_2(length)))
     while block_d > 1 and (dim // groups) % block_d:
         block_d //= 2

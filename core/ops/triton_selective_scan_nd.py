@@ -266,8 +266,8 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
             tl.store(dB_ptr + dbc_base + t0 + nl_out, dB_blk, mask=m_nl)
             tl.store(dC_ptr + dbc_base + t0 + nl_out, dC_blk, mask=m_nl)
         else:
-            tl.atomic_add(dB_ptr + dbc_base + t0 + nl_out, dB_blk, mask=m_nl)
-            tl.atomic_add(dC_ptr + dbc_base + t0 + nl_out, dC_blk, mask=m_nl)
+            tl.atomic_add(dB_ptr + dbc_base + t0 + nl_out, dB_blk, mask=m_nl, sem="relaxed")
+            tl.atomic_add(dC_ptr + dbc_base + t0 + nl_out, dC_blk, mask=m_nl, sem="relaxed")
         if HAS_Z:
             if HAS_D:
                 y_pre += Dv[:, None] * u

@@ -424,7 +424,7 @@ def _bwd_dx_kernel(x_ptr, B_ptr, C_ptr, CB_ptr, g_ptr, dS_ptr, dtp_ptr, cs_ptr, 
         tl.store(ddd_ptr + row + offs_s, tl.sum(xs * Z, axis=1))
     dB_off = ((b * L + ts[:, None]) * G + g) * N + offs_n[None, :]
     if ATOMIC:
-        tl.atomic_add(dB_ptr + dB_off, dB_acc, mask=ms[:, None] & mn[None, :])
+        tl.atomic_add(dB_ptr + dB_off, dB_acc, mask=ms[:, None] & mn[None, :], sem="relaxed")
     else:
         tl.store(dB_ptr + dB_off, dB_acc, mask=ms[:, None] & mn[None, :])
 
@@ -507,7 +507,7 @@ def _bwd_dc_kernel(x_ptr, B_ptr, C_ptr, CB_ptr, g_ptr, st_ptr, dtp_ptr, cs_ptr, 
             carry += tl.sum(T, axis=1)
     dC_off = ((b * L + tl_[:, None]) * G + g) * N + offs_n[None, :]
     if ATOMIC:
-        tl.atomic_add(dC_ptr + dC_off, dC_acc, mask=ml[:, None] & mn[None, :])
+        tl.atomic_add(dC_ptr + dC_off, dC_acc, mask=ml[:, None] & mn[None, :], sem="relaxed")
     else:
         tl.store(dC_ptr + dC_off, dC_acc, mask=ml[:, None] & mn[None, :])
 
