@@ -281,10 +281,12 @@ def clear_config() -> None:
     _CONFIG_OVERRIDE.clear()
 
 
-def _launch_config(direction: str, dim: int, groups: int, n_state: int, length: int
-                   ) -> tuple[int, int, int, int, int]:
+def _launch_config(direction: str, dim: int, groups: int, n_state: int, length: int,
+                   batch: int = 0, n_sm: int = 0) -> tuple[int, int, int, int, int]:
     """``(BLOCK_D, BLOCK_L, BLOCK_N, num_warps, num_stages)``; a block never straddles two
-    groups because dB/dC are reduced per block."""
+    groups because dB/dC are reduced per block. With ``batch`` and the GPU's ``n_sm`` given,
+    the forward's channel block shrinks until the grid has at least one program per SM (one
+    clip of AuM-tiny, 384 channels, ran on 48 programs: 3.8 ms per scan at 15k steps)."""
     block_n = triton.next_power_of_2(n_state)
     if direction in _CONFIG_OVERRIDE:
         block_d, block_l, warps, stages = _CONFIG_OVERRIDE[direction]
@@ -294,7 +296,17 @@ def _launch_config(direction: str, dim: int, groups: int, n_state: int, length: 
     block_l = min(block_l, max(16, triton.next_power_of_2(length)))
     while block_d > 1 and (dim // groups) % block_d:
         block_d //= 2
+    if direction == "fwd" and direction not in _CONFIG_OVERRIDE:
+        while block_d > 1 and batch * triton.cdiv(dim, block_d) < n_sm:
+            block_d //= 2
     return block_d, block_l, block_n, warps, stages
+
+
+def _sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (0 elsewhere: the interpreter)."""
+    if device.type != "cuda":
+        return 0
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def _atomic_slices(n_blocks: int, dim: int, groups: int, n_state: int) -> int:
@@ -348,7 +360,8 @@ def _fwd_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tens
     u, delta, B, C, z = (_time_contiguous(t) for t in (u, delta, B, C, z))
     batch, dim, length = u.shape
     groups, n_state = B.shape[1], A.shape[1]
-    block_d, block_l, block_n, warps, stages = _launch_config("fwd", dim, groups, n_state, length)
+    block_d, block_l, block_n, warps, stages = _launch_config("fwd", dim, groups, n_state, length, batch,
+                                                              _sm_count(u.device))
     n_chunks = triton.cdiv(length, block_l)
     out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
     last = torch.empty(batch, dim, n_state, device=u.device, dtype=torch.float32)
