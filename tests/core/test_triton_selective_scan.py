@@ -110,3 +110,23 @@ def test_triton_scans_are_custom_ops_that_compile_in_one_graph(module, full):
     out = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT, str(seed), module, "1" if full else "0"], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), f"seed {seed}: " + out.stderr[-3000:]
+
+
+def test_forward_channel_block_fills_the_gpu():
+    """The forward's channel block shrinks until there is a program per SM; never the backward's
+    or a forced configuration, and a block always divides the channels of a group."""
+    from mambakit.ops import triton_selective_scan as tss
+
+    cfg = tss._launch_config
+    assert cfg("fwd", 1536, 1, 16, 2048, batch=8, n_sm=132)[0] == 8          # 1536 programs already
+    assert cfg("fwd", 384, 1, 16, 15000, batch=1, n_sm=132)[0] == 2          # 48 -> 192 programs
+    assert cfg("fwd", 64, 1, 16, 100, batch=1, n_sm=132)[0] == 1             # as small as it goes
+    assert cfg("fwd", 384, 1, 16, 15000)[0] == 8                             # no device: unchanged
+    assert cfg("bwd", 384, 1, 16, 15000, batch=1, n_sm=132)[0] == 1
+    for dim, groups in [(384, 3), (96, 4), (40, 1)]:
+        assert (dim // groups) % cfg("fwd", dim, groups, 16, 1000, batch=1, n_sm=132)[0] == 0
+    try:
+        tss.set_config("fwd", 8, 64, 4, 1)
+        assert cfg("fwd", 384, 1, 16, 15000, batch=1, n_sm=132)[0] == 8
+    finally:
+        tss.clear_config()
