@@ -38,7 +38,7 @@ from torch.utils.checkpoint import checkpoint
 
 from mambakit import Mamba, MultiOrderMixer, RMSNorm, bidirectional
 from mambakit.hub import PretrainedMixin
-from mambakit.ops.conv1d import causal_conv1d
+from mambakit.ops.conv1d import causal_conv1d, conv_impl
 from mambakit.ops.selective_scan import selective_scan
 from mambakit.modules.mamba import ssm_param
 
@@ -68,7 +68,8 @@ class BiMamba(Mamba):
     def _direction(self, xz: torch.Tensor, conv: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear,
                    A_log: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
         x_in, z = xz.chunk(2, dim=1)                                                   # (B, D_in, L)
-        x = causal_conv1d(x_in, conv.weight.squeeze(1), conv.bias, "silu")           # (B, D_in, L)
+        x = causal_conv1d(x_in, conv.weight.squeeze(1), conv.bias, "silu",
+                           impl=conv_impl(self.impl))                                # (B, D_in, L)
         x_dbl = x_proj(x.transpose(1, 2))                                              # (B, L, R + 2N)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = (dt @ dt_proj.weight.t()).transpose(1, 2)                                 # (B, D_in, L)

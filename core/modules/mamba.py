@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops.conv1d import causal_conv1d, causal_conv1d_update
+from ..ops.conv1d import causal_conv1d, causal_conv1d_update, conv_impl
 from ..ops.selective_scan import selective_scan
 from ..ops.state_update import selective_state_update
 from .mixer import RecurrentMixer
@@ -89,7 +89,7 @@ class Mamba(RecurrentMixer):
         x_in, z = xz.chunk(2, dim=1)                                          # (B, D_in, L) each
         x = causal_conv1d(x_in, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu",
                           initial_state=None if conv_state is None else conv_state[..., 1:],
-                          seq_idx=seq_idx)                                    # (B, D_in, L)
+                          seq_idx=seq_idx, impl=conv_impl(self.impl))         # (B, D_in, L)
         x_dbl = self.x_proj(x.transpose(1, 2))                                # (B, L, R + 2N)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = torch.matmul(self.dt_proj.weight, dt.transpose(1, 2))            # (B, D_in, L)

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops.conv1d import causal_conv1d, causal_conv1d_update
+from ..ops.conv1d import causal_conv1d, causal_conv1d_update, conv_impl
 from ..ops.ssd import ssd_chunk_scan, ssd_state_update
 from .mixer import RecurrentMixer
 from .mamba import init_dt_bias, ssm_param
@@ -101,7 +101,7 @@ class Mamba2(RecurrentMixer):
         z0, x0, z, xBC_in, dt = self._split(self.in_proj(u))                 # (B, L, ...)
         xBC = causal_conv1d(xBC_in.transpose(1, 2), self.conv1d.weight.squeeze(1), self.conv1d.bias,
                             "silu", initial_state=None if conv_state is None else conv_state[..., 1:],
-                            seq_idx=seq_idx).transpose(1, 2)                 # (B, L, conv_dim)
+                            seq_idx=seq_idx, impl=conv_impl(self.impl)).transpose(1, 2)                 # (B, L, conv_dim)
         x, B, C = torch.split(xBC, [self.d_ssm, self.ngroups * self.d_state,
                                     self.ngroups * self.d_state], dim=-1)
         A = -torch.exp(ssm_param(self.A_log))                                    # (H,)

@@ -3,6 +3,10 @@
 ``out[b, d, t] = bias[d] + sum_k weight[d, k] * x[b, d, t - (W - 1) + k]`` with ``x`` at negative
 times taken from ``initial_state (B, D, W - 1)`` (zeros when absent), then an optional SiLU.
 With ``seq_idx (B, L)`` a tap never reads a position of another packed sequence.
+
+Implementations: ``"reference"`` (this file, plain PyTorch) and ``"triton"`` (one fused kernel
+forward and one backward, ``triton_conv1d.py``); ``"auto"`` takes Triton for CUDA tensors that
+are not float64 and kernels up to ``MAX_WIDTH`` wide.
 """
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._checks import (check_finite, check_nonempty, check_same_device, check_seq_idx, check_shape,
-                      check_tensor)
+from ._checks import (check_finite, check_impl, check_nonempty, check_same_device, check_seq_idx,
+                      check_shape, check_tensor)
 
 ACTIVATIONS = (None, "silu", "swish")
+IMPLS = ("auto", "reference", "triton")
 
 
 def _activate(x: torch.Tensor, activation: Optional[str]) -> torch.Tensor:
@@ -28,8 +33,8 @@ def _check_activation(activation: Optional[str]) -> None:
 
 def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
                   activation: Optional[str] = None, initial_state: Optional[torch.Tensor] = None,
-                  return_final_state: bool = False, seq_idx: Optional[torch.Tensor] = None
-                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                  return_final_state: bool = False, seq_idx: Optional[torch.Tensor] = None,
+                  impl: str = "auto") -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Causal depthwise convolution over time.
 
     Args:
@@ -40,10 +45,12 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
             ``initial_state`` of the next chunk.
         seq_idx: ``(B, L)`` packed-sequence ids; taps across a change of id read zeros.
             ``initial_state`` belongs to the sequence at position 0.
+        impl: ``"auto"``, ``"reference"`` or ``"triton"`` (see the module docstring).
 
     Returns:
         ``out (B, D, L)`` in x's dtype (and the final state).
     """
+    check_impl(impl, IMPLS)
     check_tensor("x", x, ndim=3)
     batch, dim, length = x.shape
     check_nonempty("x", length)
@@ -64,6 +71,52 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
     check_same_device(x=x, weight=weight, bias=bias, initial_state=initial_state, seq_idx=seq_idx)
     check_finite("x", x)
 
+    if _use_triton(impl, x, width):
+        from .triton_conv1d import causal_conv1d_triton
+        out = causal_conv1d_triton(x, weight, bias, initial_state, seq_idx, activation is not None)
+        if not return_final_state:
+            return out
+        history = (initial_state.to(x.dtype) if initial_state is not None
+                   else x.new_zeros(batch, dim, width - 1))
+        tail = torch.cat([history, x[..., max(0, length - (width - 1)):]], dim=-1)
+        return out, tail[..., tail.shape[-1] - (width - 1):]
+    return _causal_conv1d_reference(x, weight, bias, activation, initial_state, return_final_state, seq_idx)
+
+
+def conv_impl(mixer_impl: str) -> str:
+    """The conv implementation that goes with a mixer's scan ``impl``: a forced ``"reference"``
+    or ``"triton"`` applies to both; anything else (``"auto"``, ``"cpu"``) picks by device."""
+    return mixer_impl if mixer_impl in ("reference", "triton") else "auto"
+
+
+def _use_triton(impl: str, x: torch.Tensor, width: int) -> bool:
+    import os
+
+    if impl == "reference":
+        return False
+    if impl == "triton":
+        if not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+            raise NotImplementedError("impl='triton' needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1)")
+        from .triton_conv1d import MAX_WIDTH
+        if width > MAX_WIDTH:
+            raise ValueError(f"impl='triton' takes kernels up to {MAX_WIDTH} wide, got width {width}")
+        return True
+    if not x.is_cuda or x.dtype == torch.float64:
+        return False
+    try:
+        from .triton_conv1d import MAX_WIDTH
+    except ImportError:
+        return False
+    return width <= MAX_WIDTH
+
+
+def _causal_conv1d_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                             activation: Optional[str], initial_state: Optional[torch.Tensor],
+                             return_final_state: bool, seq_idx: Optional[torch.Tensor]
+                             ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The specification (validated inputs)."""
+    batch, dim, length = x.shape
+    width = weight.shape[1]
     history = (initial_state.to(x.dtype) if initial_state is not None
                else x.new_zeros(batch, dim, width - 1))
     padded = torch.cat([history, x], dim=-1)                                  # (B, D, W-1+L)
