@@ -2,6 +2,8 @@
 mamba_ssm's) beside a causal attention block of the same width on PyTorch SDPA (flash).
 
 d_model 768, batch 1, bf16 weights and activations, forward only (inference), lengths 1K .. 1M.
+Rows "(CUDA graph)" replay the same block as one captured graph (``mambakit.CUDAGraphModule``):
+at short lengths a block is launch-bound, and this removes the host's per-kernel cost.
 A length that runs out of memory is recorded as such. Medians of triton.testing.do_bench.
 
 Usage (GPU): python benchmarks/blocks.py [--mamba-ssm-sdist PATH] [--prebuilt DIR] [--out DIR]
@@ -48,6 +50,10 @@ def build_blocks(mamba_ssm) -> dict:
         "mambakit Mamba": lambda: mambakit.Mamba(D_MODEL, d_state=16),
         "mambakit Mamba2": lambda: mambakit.Mamba2(D_MODEL, d_state=128, headdim=64),
         "attention (SDPA)": lambda: AttentionBlock(),
+        "mambakit Mamba (CUDA graph)": lambda: mambakit.CUDAGraphModule(mambakit.Mamba(D_MODEL, d_state=16)),
+        "mambakit Mamba2 (CUDA graph)": lambda: mambakit.CUDAGraphModule(
+            mambakit.Mamba2(D_MODEL, d_state=128, headdim=64)),
+        "attention (SDPA, CUDA graph)": lambda: mambakit.CUDAGraphModule(AttentionBlock()),
     }
     if mamba_ssm is not None:
         from mamba_ssm.modules.mamba2 import Mamba2 as TheirMamba2
@@ -75,6 +81,7 @@ def main() -> None:
     parser.add_argument("--mamba-ssm-sdist")
     parser.add_argument("--prebuilt")
     parser.add_argument("--max-log2-length", type=int, default=20)
+    parser.add_argument("--blocks", default="", help="comma-separated block names to run (default: all)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args()
     import triton
@@ -96,7 +103,10 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=2) + "\n")
 
+    chosen = [b for b in args.blocks.split(",") if b]
     for name, make in build_blocks(mamba_ssm).items():
+        if chosen and name not in chosen:
+            continue
         torch.manual_seed(0)
         block = make().cuda().to(torch.bfloat16).eval()
         results[name], peaks[name] = {}, {}

@@ -8,6 +8,8 @@ tokens are generated greedily, by
     (``mambakit.train.synthetic_recipes.CausalTransformerLM``), half as many layers with a 4x MLP,
     so that the two have about the same parameter count (a Transformer layer holds about twice a
     Mamba block's parameters; the parameter counts are recorded).
+Mamba models decode with CUDA-graph replay (``generate``'s default on a GPU; rows named
+``mamba1``/``mamba2``) and without it (rows ``mamba1 eager``/``mamba2 eager``), see --cuda-graph.
 Recorded per (model, batch): generated tokens/s over the whole call (prefill included), the
 prefill time, decode tokens/s, peak GPU memory and the size of the state / cache. Times are
 medians of --reps runs after a warm-up. A batch that runs out of memory is recorded as such.
@@ -76,12 +78,15 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - start
 
 
-def measure(model: torch.nn.Module, batch: int, args) -> dict:
+def measure(model: torch.nn.Module, batch: int, args, cuda_graph: bool = False) -> dict:
     device = args.device
     prompt = torch.randint(0, args.vocab, (batch, args.prompt_length), device=device)
     total = args.prompt_length + args.new_tokens
-    generate = (lambda: model.generate(prompt, max_new_tokens=args.new_tokens))
-    model.generate(prompt[:, : min(8, args.prompt_length)], max_new_tokens=2)        # warm-up (kernels, allocator)
+    kwargs = {} if isinstance(model, CausalTransformerLM) else {"cuda_graph": cuda_graph}
+    generate = (lambda: model.generate(prompt, max_new_tokens=args.new_tokens, **kwargs))
+    # warm-up at the timed shapes: Triton compiles per length class, cuBLAS picks kernels per shape,
+    # and with cuda_graph the decoding step is captured (kept for the timed calls)
+    model.generate(prompt, max_new_tokens=2, **kwargs)
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -111,6 +116,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="tiny models and lengths on the CPU (checks the script; not a measurement)")
+    parser.add_argument("--cuda-graph", default="both", choices=["both", "on", "off"],
+                        help="Mamba decoding with CUDA-graph replay ('mamba1'), without ('mamba1 eager'), or both")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if args.cpu_smoke:
@@ -146,18 +153,23 @@ def main() -> None:
         model = build(arch, args).to(args.device, DTYPES[args.dtype]).eval()
         n_layer = len(model.layers) if isinstance(model, CausalTransformerLM) else args.n_layer
         record["models"][arch] = {"parameters": sum(p.numel() for p in model.parameters()), "n_layer": n_layer}
-        for batch in args.batches:
-            try:
-                row = {"model": arch, **measure(model, batch, args)}
-            except torch.OutOfMemoryError as err:
-                row = {"model": arch, "batch": batch, "status": "out of memory", "detail": str(err)[:200]}
-                torch.cuda.empty_cache()
-            record["rows"].append(row)
-            write()
-            shown = (f"{row['tokens_per_s']:>10.1f} tok/s  prefill {row['prefill_s']:.3f} s  "
-                     f"cache {row['cache_mb']:.2f} MB" + (f"  peak {row['peak_mb']:.0f} MB" if row.get("peak_mb") else "")
-                     if "tokens_per_s" in row else row["status"])
-            print(f"{arch:12s} batch {batch:3d}: {shown}", flush=True)
+        modes = [False]
+        if arch != "transformer" and args.device.startswith("cuda"):
+            modes = {"both": [True, False], "on": [True], "off": [False]}[args.cuda_graph]
+        for graph in modes:
+            name = arch if graph or arch == "transformer" or args.cuda_graph == "off" else f"{arch} eager"
+            for batch in args.batches:
+                try:
+                    row = {"model": name, "cuda_graph": graph, **measure(model, batch, args, graph)}
+                except torch.OutOfMemoryError as err:
+                    row = {"model": name, "batch": batch, "status": "out of memory", "detail": str(err)[:200]}
+                    torch.cuda.empty_cache()
+                record["rows"].append(row)
+                write()
+                shown = (f"{row['tokens_per_s']:>10.1f} tok/s  prefill {row['prefill_s']:.3f} s  "
+                         f"cache {row['cache_mb']:.2f} MB" + (f"  peak {row['peak_mb']:.0f} MB" if row.get("peak_mb") else "")
+                         if "tokens_per_s" in row else row["status"])
+                print(f"{name:14s} batch {batch:3d}: {shown}", flush=True)
         del model
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()

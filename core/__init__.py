@@ -3,6 +3,7 @@
 The core: selective-scan ops with a PyTorch reference and fast CPU/GPU paths, the Mamba and
 Mamba2 mixers, blocks, the backbone, scan orders, recurrent inference and save/load.
 """
+from .cuda_graphs import CUDAGraphModule
 from .hub import PretrainedMixin
 from .models import MambaBackbone, MambaConfig, MambaLMHeadModel
 from .modules.block import Block, GatedMLP
@@ -26,5 +27,5 @@ __all__ = [
     "Mamba", "Mamba2", "Block", "GatedMLP", "RMSNorm", "RMSNormGated", "InferenceParams",
     "MambaBackbone", "MambaConfig", "MambaLMHeadModel", "PretrainedMixin",
     "ScanOrder", "Forward", "Reverse", "Permutation", "MultiOrderMixer", "bidirectional",
-    "resolve_orders",
+    "resolve_orders", "CUDAGraphModule",
 ]

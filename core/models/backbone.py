@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from ..cuda_graphs import is_capturing
 from ..hub import PretrainedMixin
 from ..modules.block import Block, GatedMLP
 from ..modules.inference import InferenceParams
@@ -109,7 +110,8 @@ class MambaBackbone(PretrainedMixin, nn.Module):
                 raise TypeError("this backbone has no embedding (vocab_size=0): pass features (B, L, d_model)")
             if x.dim() != 2:
                 raise ValueError(f"input_ids: expected shape (B, L), got {tuple(x.shape)}")
-            if x.numel() and not torch.compiler.is_compiling() and (int(x.min()) < 0 or int(x.max()) >= self.config.vocab_size):
+            checkable = x.numel() and not torch.compiler.is_compiling() and not is_capturing()
+            if checkable and (int(x.min()) < 0 or int(x.max()) >= self.config.vocab_size):
                 raise ValueError(f"input_ids: ids must lie in [0, {self.config.vocab_size}), "
                                  f"got range [{int(x.min())}, {int(x.max())}]")
             return self.embedding(x)

@@ -1,11 +1,13 @@
 """Causal language model: ``MambaBackbone`` with a token embedding and a tied LM head."""
 from __future__ import annotations
 
+import weakref
 from typing import Optional
 
 import torch
 import torch.nn as nn
 
+from ..cuda_graphs import DecodeGraph, parameter_fingerprint
 from ..hub import PretrainedMixin
 from ..modules.inference import InferenceParams
 from .backbone import MambaBackbone
@@ -52,9 +54,14 @@ class MambaLMHeadModel(PretrainedMixin, nn.Module):
     def generate(self, input_ids: torch.Tensor, max_length: Optional[int] = None,
                  max_new_tokens: Optional[int] = None, top_k: int = 1, top_p: float = 0.0,
                  temperature: float = 1.0, eos_token_id: Optional[int] = None,
-                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                 generator: Optional[torch.Generator] = None, cuda_graph: Optional[bool] = None
+                 ) -> torch.Tensor:
         """Sample continuations with the recurrent cache: one parallel prefill, then one
         constant-cost ``step`` per new token. ``top_k=1`` is greedy (mamba_ssm's default).
+
+        ``cuda_graph`` (default: on for CUDA inputs) replays each decoding step as one captured
+        CUDA graph instead of launching its kernels one by one; the graph and its cache are kept
+        for the next call with the same batch size. The tokens are the same either way.
 
         Returns ``(B, L_total)`` ids; a row that emitted ``eos_token_id`` is padded with it.
         """
@@ -69,8 +76,15 @@ class MambaLMHeadModel(PretrainedMixin, nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if top_k < 0 or not 0.0 <= top_p <= 1.0:
             raise ValueError(f"expected top_k >= 0 and 0 <= top_p <= 1, got top_k={top_k}, top_p={top_p}")
+        if cuda_graph and not input_ids.is_cuda:
+            raise ValueError(f"cuda_graph=True needs input_ids on a CUDA device, got {input_ids.device}")
         batch = input_ids.shape[0]
-        cache = self.allocate_inference_cache(batch, input_ids.shape[1] + new_tokens)
+        decode = None
+        if (input_ids.is_cuda if cuda_graph is None else cuda_graph) and new_tokens > 1:
+            decode, cache = self._decode_graph(batch, input_ids.device)
+            cache.reset(input_ids.shape[1] + new_tokens, batch)        # the capture advanced the states
+        else:
+            cache = self.allocate_inference_cache(batch, input_ids.shape[1] + new_tokens)
         logits = self(input_ids, inference_params=cache, num_last_tokens=1)[:, -1]
         cache.seqlen_offset = input_ids.shape[1]
         out = [input_ids]
@@ -83,9 +97,30 @@ class MambaLMHeadModel(PretrainedMixin, nn.Module):
             out.append(token.unsqueeze(1))
             if eos_token_id is not None and bool(finished.all()):
                 break
-            logits = self(token.unsqueeze(1), inference_params=cache)[:, -1]
+            if decode is not None:
+                logits = decode(token.unsqueeze(1))
+            else:
+                logits = self(token.unsqueeze(1), inference_params=cache)[:, -1]
             cache.seqlen_offset += 1
         return torch.cat(out, dim=1)
+
+    def _decode_graph(self, batch: int, device: torch.device) -> tuple[DecodeGraph, InferenceParams]:
+        """The captured decoding step for ``batch`` rows and the cache it updates; captured on
+        first use and again whenever the parameters were moved or re-created."""
+        graphs = _DECODE_GRAPHS.setdefault(self, {})
+        key = (batch, device, parameter_fingerprint(self))
+        if key not in graphs:
+            for stale in [k for k in graphs if k[2] != key[2]] + list(graphs)[:-3]:
+                graphs.pop(stale, None)                                # moved parameters; keep 4 sizes
+            cache = self.allocate_inference_cache(batch)
+            graph = DecodeGraph(lambda token: self(token, inference_params=cache)[:, -1], batch, device)
+            graphs[key] = (graph, cache)
+        return graphs[key]
+
+
+# Captured decoding graphs per model, outside the module so that copying or pickling a model
+# never touches them; they go with the model.
+_DECODE_GRAPHS: "weakref.WeakKeyDictionary[MambaLMHeadModel, dict]" = weakref.WeakKeyDictionary()
 
 
 def sample_token(logits: torch.Tensor, top_k: int = 1, top_p: float = 0.0, temperature: float = 1.0,
