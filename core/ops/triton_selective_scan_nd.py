@@ -35,19 +35,21 @@ import triton.language as tl
 
 # Shared with the kernel that loops over the states: the scan's combine, softplus, the time
 # layout, and one deterministic switch for both kernels.
-from .triton_selective_scan import (_combine, _softplus, _time_contiguous, deterministic_mode, fake_grads,
+from .triton_selective_scan import (_combine, _softplus, _time_contiguous, aligned_length, time_aligned_empty, deterministic_mode, fake_grads,
                                     interpreter_enabled, set_deterministic)
 
 __all__ = ["selective_scan_triton_nd", "set_config", "clear_config", "set_deterministic", "interpreter_enabled"]
 
 
 @triton.jit
-def _load_dt(delta_ptr, bias_ptr, offs_d, t, mask_d, mask_t, sdd, sdl,
+def _load_dt(delta_ptr, bias_ptr, offs_d, t, mask_d, mask_t, mask_ld, sdd, sdl,
              HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """dt (BLOCK_D, BLOCK_L) after bias and softplus, exactly 0 outside the sequence; and the
-    pre-softplus value (for the softplus derivative)."""
+    """dt (BLOCK_D, BLOCK_L) after bias and softplus, exactly 0 outside the sequence (``mask_t``);
+    and the pre-softplus value (for the softplus derivative). ``mask_ld`` (a superset) says what
+    is loaded (the forward reads padded rows whole, see ``_fwd_kernel``)."""
     m = mask_d[:, None] & mask_t[None, :]
-    raw = tl.load(delta_ptr + offs_d[:, None] * sdd + t[None, :] * sdl, mask=m, other=0.0).to(tl.float32)
+    raw = tl.load(delta_ptr + offs_d[:, None] * sdd + t[None, :] * sdl, mask=mask_d[:, None] & mask_ld[None, :],
+                  other=0.0).to(tl.float32)
     if HAS_BIAS:
         raw += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)[:, None]
     dt = raw
@@ -68,7 +70,7 @@ def _reset(seq_ptr, t, L, ssl):
 @triton.jit(do_not_specialize=["n_ck"])
 def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, seq_ptr,
                 out_ptr, last_ptr, ckpt_ptr,
-                L, Dm, dg, n_ck,
+                L, LP, Dm, dg, n_ck,
                 sub, sud, sul, sdb, sdd, sdl, sad, san,
                 sbb, sbg, sbn, sbl, scb, scg, scn, scl,
                 szb, szd, szl, sob, sod, sol, ssb, ssl,
@@ -118,14 +120,21 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
             else:
                 tl.store(ckpt_ptr + ck_off + c * (BLOCK_L // CK) * N, h_carry, mask=mask_dn)
         t = (c * BLOCK_L + offs_l).to(tl.int64)                                # (BL,)
+        # loads read rows up to LP (L rounded up to 16, memory the launcher guarantees): a mask
+        # constant over aligned runs of 16 lets them vectorise; past L, u and B are zeroed and
+        # dt is 0, so the state does not move, and nothing is stored
         mask_t = t < L
+        mask_ld = t < LP
         m_dl = mask_d[:, None] & mask_t[None, :]
-        m_nl = mask_n[:, None] & mask_t[None, :]
-        u = tl.load(u_row + t[None, :] * sul, mask=m_dl, other=0.0).to(tl.float32)
-        dt, _ = _load_dt(delta_ptr + b * sdb, bias_ptr, offs_d, t, mask_d, mask_t, sdd, sdl,
+        m_ld = mask_d[:, None] & mask_ld[None, :]
+        m_nl = mask_n[:, None] & mask_ld[None, :]
+        u = tl.load(u_row + t[None, :] * sul, mask=m_ld, other=0.0).to(tl.float32)
+        u = tl.where(m_dl, u, 0.0)
+        dt, _ = _load_dt(delta_ptr + b * sdb, bias_ptr, offs_d, t, mask_d, mask_t, mask_ld, sdd, sdl,
                          HAS_BIAS, SOFTPLUS)                                   # (BD, BL)
         t0 = c * BLOCK_L                                                       # < L < 2**31
         Bt = tl.load(B_base + t0 * sbl + nl_B, mask=m_nl, other=0.0).to(tl.float32)  # (BN, BL)
+        Bt = tl.where(mask_t[None, :], Bt, 0.0)
         Ct = tl.load(C_base + t0 * scl + nl_C, mask=m_nl, other=0.0).to(tl.float32)
         a = tl.exp2(dt[:, None, :] * A2[:, :, None])                            # (BD, BN, BL)
         if HAS_SEQ:
@@ -145,7 +154,7 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
         if HAS_D:
             y += Dv[:, None] * u
         if HAS_Z:
-            zz = tl.load(z_row + t[None, :] * szl, mask=m_dl, other=0.0).to(tl.float32)
+            zz = tl.load(z_row + t[None, :] * szl, mask=m_ld, other=0.0).to(tl.float32)
             y = y * zz * tl.sigmoid(zz)
         tl.store(o_row + t[None, :] * sol, y.to(out_ptr.dtype.element_ty), mask=m_dl)
     tl.store(last_ptr + state_off, h_carry, mask=mask_dn)
@@ -155,7 +164,7 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
 def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, seq_ptr,
                 ckpt_ptr, dout_ptr, dlast_ptr,
                 du_ptr, ddelta_ptr, dz_ptr, dh0_ptr, dA_ptr, dD_ptr, dbias_ptr, dB_ptr, dC_ptr,
-                L, Dm, dg, n_rows,
+                L, LP, Dm, dg, n_rows,
                 sub, sud, sul, sdb, sdd, sdl, sad, san,
                 sbb, sbg, sbn, sbl, scb, scg, scn, scl,
                 szb, szd, szl, sgb, sgd, sgl, ssb, ssl,
@@ -164,7 +173,7 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
                 DETERMINISTIC: tl.constexpr,
                 N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
                 NUM_STAGES: tl.constexpr):
-    # Outputs (contiguous): du, ddelta, dz (B, D, L); dA (B, D, N) per-batch partial; dD, dbias
+    # Outputs: du, ddelta, dz (B, D, L) with row pitch LP (L rounded up to 16); dA (B, D, N) per-batch partial; dD, dbias
     # (B, D) partials; dh0 (B, D, N). dB, dC float32 (B, n_rows, N, L): n_rows = G with atomic
     # adds, or n_rows = number of channel blocks with plain stores (DETERMINISTIC).
     pid_d = tl.program_id(0)
@@ -203,7 +212,7 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
     C_base = C_ptr + b * scb + grp * scg
     nl_B = offs_n[:, None] * sbn + offs_l[None, :] * sbl                      # (BN, BL) int32
     nl_C = offs_n[:, None] * scn + offs_l[None, :] * scl
-    dl_out = (b * Dm + offs_d[:, None]) * L                                    # rows of (B, D, L)
+    dl_out = (b * Dm + offs_d[:, None]) * LP                                   # rows of (B, D, LP)
     dbc_base = (b * n_rows + row) * N * L                                      # (B, n_rows, N, L)
     nl_out = offs_n[:, None] * L + offs_l[None, :]                            # int32, N*L < 2**31
     for i in tl.range(0, n_chunks, num_stages=NUM_STAGES):
@@ -214,10 +223,10 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
         m_dl = mask_d[:, None] & mask_t[None, :]
         m_nl = mask_n[:, None] & mask_t[None, :]
         u = tl.load(u_row + t[None, :] * sul, mask=m_dl, other=0.0).to(tl.float32)
-        dt, raw = _load_dt(delta_ptr + b * sdb, bias_ptr, offs_d, t, mask_d, mask_t, sdd, sdl,
+        dt, raw = _load_dt(delta_ptr + b * sdb, bias_ptr, offs_d, t, mask_d, mask_t, mask_t, sdd, sdl,
                            HAS_BIAS, SOFTPLUS)
         t_next = t + 1
-        dt_next, _ = _load_dt(delta_ptr + b * sdb, bias_ptr, offs_d, t_next, mask_d, t_next < L, sdd, sdl,
+        dt_next, _ = _load_dt(delta_ptr + b * sdb, bias_ptr, offs_d, t_next, mask_d, t_next < L, t_next < L, sdd, sdl,
                               HAS_BIAS, SOFTPLUS)
         dtu = dt * u
         g = tl.load(g_row + t[None, :] * sgl, mask=m_dl, other=0.0).to(tl.float32)
@@ -336,7 +345,7 @@ def _fit_int32(B: torch.Tensor, C: torch.Tensor, n_state: int, block_l: int) -> 
     def fit(t):
         if n_state * abs(t.stride(2)) + block_l * abs(t.stride(3)) < 2**31:
             return t
-        return t.contiguous()
+        return time_aligned_empty(t, *t.shape).copy_(t)
     return fit(B), fit(C)
 
 
@@ -363,7 +372,7 @@ def _fwd_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tens
     block_d, block_l, warps, stages = _launch_config("fwd", dim, groups, length)
     ck = _ckpt_interval(dim, groups, length, store_ckpt)
     n_ck = triton.cdiv(length, ck)
-    out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
+    out = time_aligned_empty(u, batch, dim, length)
     last = torch.empty(batch, dim, n_state, device=u.device, dtype=torch.float32)
     ckpt = (torch.empty(batch, dim, n_ck, n_state, device=u.device, dtype=torch.float32) if store_ckpt
             else last.new_empty(0))
@@ -376,7 +385,7 @@ def _fwd_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tens
     grid = (triton.cdiv(dim, block_d), batch)
     _fwd_kernel[grid](
         u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
-        h0, seq, out, last, ckpt if store_ckpt else last, length, dim, dim // groups, n_ck,
+        h0, seq, out, last, ckpt if store_ckpt else last, length, aligned_length(length), dim, dim // groups, n_ck,
         *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(), *out.stride(),
         *seq.stride(),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
@@ -392,7 +401,7 @@ def _(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus, det
     groups, n_state = B.shape[1], A.shape[1]
     f32 = torch.float32
     n_ck = triton.cdiv(length, _ckpt_interval(dim, groups, length, store_ckpt))
-    return (u.new_empty(batch, dim, length), u.new_empty(batch, dim, n_state, dtype=f32),
+    return (time_aligned_empty(u, batch, dim, length), u.new_empty(batch, dim, n_state, dtype=f32),
             u.new_empty(batch, dim, n_ck, n_state, dtype=f32) if store_ckpt else u.new_empty(0, dtype=f32))
 
 
@@ -410,9 +419,9 @@ def _bwd_op(dout: torch.Tensor, dlast: Optional[torch.Tensor], u: torch.Tensor, 
     B, C = _fit_int32(B, C, n_state, max(_launch_config("fwd", dim, groups, length)[1], block_l))
     dev, f32 = u.device, torch.float32
     n_blocks = triton.cdiv(dim, block_d)
-    du = torch.empty(batch, dim, length, device=dev, dtype=u.dtype)
-    ddelta = torch.empty(batch, dim, length, device=dev, dtype=delta.dtype)
-    dz = torch.empty(batch, dim, length, device=dev, dtype=z.dtype) if z is not None else du.new_empty(0)
+    du = time_aligned_empty(u, batch, dim, length)
+    ddelta = time_aligned_empty(delta, batch, dim, length)
+    dz = time_aligned_empty(z, batch, dim, length) if z is not None else du.new_empty(0)
     dh0 = torch.empty(batch, dim, n_state, device=dev, dtype=f32) if has_h0 else du.new_empty(0, dtype=f32)
     dA = torch.empty(batch, dim, n_state, device=dev, dtype=f32)
     dD = torch.empty(batch, dim, device=dev, dtype=f32)
@@ -432,7 +441,7 @@ def _bwd_op(dout: torch.Tensor, dlast: Optional[torch.Tensor], u: torch.Tensor, 
     _bwd_kernel[(n_blocks, batch)](
         u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
         seq, ckpt, dout, dlast_, du, ddelta, dz if z is not None else du, dh0 if has_h0 else du,
-        dA, dD, dbias, dB, dC, length, dim, dim // groups, n_rows,
+        dA, dD, dbias, dB, dC, length, aligned_length(length), dim, dim // groups, n_rows,
         *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(),
         *dout.stride(), *seq.stride(),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, HAS_H0=has_h0,
