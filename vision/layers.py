@@ -20,9 +20,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mambakit.modules.mamba import init_dt_bias, ssm_param
-from mambakit.ops.conv1d import causal_conv1d
+from mambakit.ops.conv1d import causal_conv1d, conv_impl
 from mambakit.ops.selective_scan import selective_scan
-from mambakit.scan_orders import ScanOrder
+from mambakit.scan_orders import Forward, Reverse, ScanOrder
 
 from .scan_orders import cross_scan_orders, merge_stack, scan_stack
 
@@ -64,9 +64,11 @@ def _scan_branches(xs: torch.Tensor, branches: Sequence[SSMBranch], d_state: int
     dt_bias = ssm_param(torch.cat([br.dt_proj.bias for br in branches]))         # (K*E,)
     A = -torch.exp(ssm_param(torch.cat([br.A_log for br in branches])))          # (K*E, N)
     D = ssm_param(torch.cat([br.D for br in branches]))                          # (K*E,)
-    x_dbl = torch.einsum("bkel,kce->bkcl", xs, w_x.to(xs.dtype))              # (B, K, R + 2N, L)
+    # batched matmuls over (B, K) read xs and dt in place (an einsum would first copy them into
+    # a (K, E, B*L) layout)
+    x_dbl = torch.matmul(w_x.to(xs.dtype), xs)                                # (B, K, R + 2N, L)
     dt, B_, C_ = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=2)
-    dt = torch.einsum("bkrl,ker->bkel", dt, w_dt.to(xs.dtype))                # (B, K, E, L)
+    dt = torch.matmul(w_dt.to(xs.dtype), dt)                                  # (B, K, E, L)
     y = selective_scan(xs.reshape(b, k * e, length), dt.reshape(b, k * e, length), A,
                        B_.contiguous(), C_.contiguous(), D,
                        z=None if z is None else z.reshape(b, k * e, length),
@@ -99,6 +101,8 @@ class MultiOrderMamba(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
 
     def forward(self, hidden_states: torch.Tensor, **_: object) -> torch.Tensor:
+        if all(type(o) in (Forward, Reverse) and not o.flip_channels for o in self.orders):
+            return self._forward_channels_first(hidden_states)
         b, length, _ = hidden_states.shape
         k, e = len(self.orders), self.d_inner
         xz = self.in_proj(hidden_states)                                      # (B, L, 2E)
@@ -109,12 +113,38 @@ class MultiOrderMamba(nn.Module):
         bias = (torch.cat([br.conv1d.bias for br in self.branches])
                 if self.branches[0].conv1d.bias is not None else None)
         x = causal_conv1d(x.reshape(b, k * e, length), w.to(x.dtype),
-                          None if bias is None else bias.to(x.dtype), "silu")  # (B, K*E, L)
+                          None if bias is None else bias.to(x.dtype), "silu", impl=conv_impl(self.impl))  # (B, K*E, L)
         y = _scan_branches(x.view(b, k, e, length), self.branches, self.d_state, self.dt_rank,
                            z=z, impl=self.impl)                               # (B, K, E, L)
         y = merge_stack(y.transpose(2, 3), self.orders,
                         "mean" if self.divide_out else "sum")                 # (B, L, E)
         return self.out_proj(y)
+
+    def _forward_channels_first(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The same function for forward/reverse orders (Vim's), computed in the ``(B, C, L)``
+        layout the conv and the scan read: a reverse order is a flip along time, so no
+        token-major <-> channel-major copies are made on the way."""
+        b, length, _ = hidden_states.shape
+        k, e = len(self.orders), self.d_inner
+        xz = torch.matmul(self.in_proj.weight, hidden_states.transpose(1, 2))  # (B, 2E, L)
+        if self.in_proj.bias is not None:
+            xz = xz + self.in_proj.bias[:, None]
+        flips = [type(o) is Reverse for o in self.orders]
+
+        def stack(t: torch.Tensor) -> torch.Tensor:                           # (B, E, L) -> (B, K*E, L)
+            return torch.cat([t.flip(-1) if f else t for f in flips], dim=1)
+        xs, zs = stack(xz[:, :e]), stack(xz[:, e:])                           # (B, K*E, L) each
+        w = torch.cat([br.conv1d.weight.squeeze(1) for br in self.branches])  # (K*E, W)
+        bias = (torch.cat([br.conv1d.bias for br in self.branches])
+                if self.branches[0].conv1d.bias is not None else None)
+        xs = causal_conv1d(xs, w.to(xs.dtype), None if bias is None else bias.to(xs.dtype), "silu",
+                           impl=conv_impl(self.impl))                         # (B, K*E, L)
+        y = _scan_branches(xs.view(b, k, e, length), self.branches, self.d_state, self.dt_rank,
+                           z=zs.view(b, k, e, length), impl=self.impl)        # (B, K, E, L)
+        merged = sum(y[:, i].flip(-1) if f else y[:, i] for i, f in enumerate(flips))  # (B, E, L)
+        if self.divide_out:
+            merged = merged / k
+        return self.out_proj(merged.transpose(1, 2))                          # (B, L, D)
 
 
 class SS2D(nn.Module):
