@@ -70,7 +70,7 @@ def _scan_branches(xs: torch.Tensor, branches: Sequence[SSMBranch], d_state: int
     dt, B_, C_ = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=2)
     dt = torch.matmul(w_dt.to(xs.dtype), dt)                                  # (B, K, E, L)
     y = selective_scan(xs.reshape(b, k * e, length), dt.reshape(b, k * e, length), A,
-                       B_.contiguous(), C_.contiguous(), D,
+                       B_, C_, D,
                        z=None if z is None else z.reshape(b, k * e, length),
                        delta_bias=dt_bias, delta_softplus=True, impl=impl)    # (B, K*E, L)
     return y.view(b, k, e, length)
