@@ -478,13 +478,52 @@ def section_other(results: Results) -> list[str]:
         metrics = source.data.get("metrics")
         out += [f"### {source.data.get('name')}", ""]
         if isinstance(metrics, dict) and metrics:
-            out += _table(["metric", "value", "source"],
-                          [[k, _fmt(v) if isinstance(v, (int, float)) else _status(v), _src(source.path)]
-                           for k, v in metrics.items()])
+            rows = metrics.get("rows")
+            if _is_row_list(rows):
+                out += _rows_table(rows, source.path) + [""]
+                baseline = source.data.get("baseline")
+                if isinstance(baseline, dict) and _is_row_list(baseline.get("rows")):
+                    out += [f"Baseline in the same run: {baseline.get('name', '')}", ""]
+                    out += _rows_table(baseline["rows"], source.path) + [""]
+            scalars = {k: v for k, v in metrics.items() if k != "rows" or not _is_row_list(v)}
+            if scalars:
+                out += _table(["metric", "value", "source"],
+                              [[k, _fmt(v) if isinstance(v, (int, float)) else _status(v), _src(source.path)]
+                               for k, v in scalars.items()])
         else:
             out.append(f"No 'metrics' object to tabulate in {_src(source.path)}.")
         out.append("")
     return out
+
+
+def _is_row_list(rows: Any) -> bool:
+    return isinstance(rows, list) and bool(rows) and all(isinstance(r, dict) for r in rows)
+
+
+def _flatten(row: dict, prefix: str = "") -> dict:
+    """``{"results": {"triton": {"fwd_ms": 1}}}`` -> ``{"results/triton/fwd_ms": 1}``; lists of
+    numbers (shapes) are joined with ``x``."""
+    flat: dict = {}
+    for key, value in row.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "/"))
+        elif isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+            flat[name] = "x".join(str(v) for v in value)
+        elif isinstance(value, (str, int, float, bool)) or value is None:
+            flat[name] = value
+    return flat
+
+
+def _rows_table(rows: list, path: str) -> list[str]:
+    """A table of a result file's row records: one column per field (nested fields flattened)."""
+    flat = [_flatten(r) for r in rows]
+    columns: list[str] = []
+    for r in flat:
+        columns += [k for k in r if k not in columns]
+    cells = [[_fmt(r.get(c)) if isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool)
+              else ("—" if r.get(c) is None else str(r.get(c))) for c in columns] + [_src(path)] for r in flat]
+    return _table(columns + ["source"], cells)
 
 
 def section_sources(results: Results) -> list[str]:

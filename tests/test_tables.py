@@ -133,3 +133,21 @@ def test_run_dry_run_lists_the_benchmarks(tmp_path, capsys):
     assert main(["--results", str(results), "--run", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "synthetic.py" in out and "cpu.py" in out
+
+
+def test_speed_records_with_rows_render_as_tables(tmp_path, seed):
+    """A benchmark that records ``metrics.rows`` (nested per implementation) and baseline rows is
+    rendered as tables whose every number traces to its file."""
+    results = copy_results(tmp_path)
+    ms = float(np.random.default_rng(seed).uniform(0.1, 9.0))
+    record = {"name": "toy_speed", "metrics": {"rows": [
+        {"shape": [8, 64, 128], "results": {"triton": {"fwd_ms": ms}, "eager": {"fwd_ms": 2 * ms}}}],
+        "crossover_px": None},
+        "baseline": {"name": "eager torch", "rows": [{"model": "deit", "ms": 3 * ms}]}}
+    (results / "toy_speed_cpu.json").write_text(json.dumps(record))
+    text = render(load_results(results))
+    section = text[text.index("### toy_speed"):]
+    assert "| shape | results/triton/fwd_ms | results/eager/fwd_ms | source |" in section
+    assert "| 8x64x128 |" in section and f"{ms:.4f}"[:5] in section
+    assert "Baseline in the same run: eager torch" in section and "| crossover_px | — |" in section
+    assert trace_numbers(text, tmp_path) == []
