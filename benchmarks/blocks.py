@@ -69,14 +69,8 @@ def peak_forward_mb(block: nn.Module, x: torch.Tensor) -> float:
     (the weights and ``x``); after a warm-up call, so one-time workspaces are not counted twice.
     A graphed block allocates nothing new when it replays: for it, the peak of its first call (warm-up
     and capture, whose memory the graph then keeps) is what it costs."""
-    if isinstance(block, mambakit.CUDAGraphModule):                 # each length: a new capture
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
+    if not isinstance(block, mambakit.CUDAGraphModule):             # a graphed one: each length captures
         block(x)
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
-    block(x)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
