@@ -13,6 +13,14 @@ Recipes (every dataset x horizon of one model, each recorded with ``--record``):
 
     python benchmarks/timeseries.py recipes --model smamba --datasets etth1 etth2 --horizons 96 192 336 720
 
+Hyper-parameter search on the validation split only (the test split is never read): every
+config of a JSON grid (``{"model": {...lists...}, "optim": {...}, "epochs": [...]}``; each key
+takes a list of values, the grid is their product) is trained on every dataset x horizon, and
+the best validation MSE over epochs is recorded; configs are ranked by their mean over the
+settings. ``--jobs`` runs that many trainings at once (one process each; small models share a GPU):
+
+    python benchmarks/timeseries.py search --model patchmamba --grid grid.json --jobs 8 --json search.json
+
 Plot of forecasts vs truth on the test split, from a finished run folder (the model and the
 baselines it trained):
 
@@ -115,6 +123,111 @@ def cmd_recipes(args) -> int:
     return 1 if failed else 0
 
 
+def _grid_points(grid: dict) -> list[dict]:
+    """``{"model": {"d_model": [32, 64]}, "epochs": [4, 8]}`` -> every combination, as
+    ``[{"model": {"d_model": 32}, "epochs": 4}, ...]``."""
+    import itertools
+
+    axes = []
+    for section, values in grid.items():
+        if isinstance(values, dict):
+            axes += [((section, key), list(v) if isinstance(v, list) else [v]) for key, v in values.items()]
+        else:
+            axes.append(((section, None), list(values) if isinstance(values, list) else [values]))
+    points = []
+    for combo in itertools.product(*[v for _, v in axes]):
+        point: dict = {}
+        for ((section, key), _), value in zip(axes, combo):
+            if key is None:
+                point[section] = value
+            else:
+                point.setdefault(section, {})[key] = value
+        points.append(point)
+    return points
+
+
+def _search_one(job: tuple) -> dict:
+    """Train one (dataset, horizon, config) on train, select on validation; never reads test."""
+    import tempfile
+    import time
+
+    from mambakit.timeseries.metrics import forecast_loss, forecast_metrics
+    from mambakit.timeseries.recipes import build_datasets, build_model, default_config
+
+    dataset, horizon, model_name, point, seed, device = job
+    config = default_config(dataset, model_name, horizon)
+    config.model.update(point.get("model", {}))
+    config.data.update(point.get("data", {}))
+    for key, value in point.get("optim", {}).items():
+        setattr(config.optim, key, value)
+    config.epochs = int(point.get("epochs", 2 * config.epochs))
+    config.seed, config.quiet, config.device = seed, True, device
+    sets = build_datasets(config.data)
+    metrics = forecast_metrics(sets["train"].scaler, sets["train"].out_index)
+    torch.manual_seed(seed)
+    model = build_model(config.model, sets)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        config.output_dir = tmp
+        from mambakit.train import fit
+
+        result = fit(model, sets["train"], sets["val"], loss_fn=forecast_loss, metrics=metrics, config=config)
+    evals = [r for r in result.history if r.get("split") == "eval"]
+    best = min(evals, key=lambda r: r["mse"])
+    return {"dataset": dataset, "horizon": horizon, "model": model_name, "point": point, "seed": seed,
+            "val_mse": best["mse"], "val_mae": best.get("mae"), "best_epoch": best.get("epoch"),
+            "val_mse_per_eval": [round(r["mse"], 5) for r in evals],
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _search_record(args, grid: dict, points: list[dict], rows: list[dict], device: str) -> dict:
+    import statistics
+
+    ranking = []
+    for point in points:
+        mine = [r for r in rows if r["point"] == point]
+        per_dataset = {d: statistics.fmean(r["val_mse"] for r in mine if r["dataset"] == d)
+                       for d in args.datasets if any(r["dataset"] == d for r in mine)}
+        complete = len(mine) == len(args.datasets) * len(args.horizons)
+        ranking.append({"point": point, "complete": complete, "mean_val_mse": per_dataset,
+                        "val_mse": {f"{r['dataset']}-h{r['horizon']}": round(r["val_mse"], 5) for r in mine}})
+    return {"name": "timeseries_search", "model": args.model, "grid": grid, "selection": "validation split only",
+            "device": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu",
+            "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+            "ranking": ranking, "runs": rows}
+
+
+def cmd_search(args) -> int:
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    grid = json.loads(Path(args.grid).read_text()) if Path(args.grid).is_file() else json.loads(args.grid)
+    points = _grid_points(grid)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    jobs = [(d, h, args.model, p, args.seed, device) for p in points for d in args.datasets for h in args.horizons]
+    print(f"{len(points)} configs x {len(args.datasets) * len(args.horizons)} settings = {len(jobs)} runs "
+          f"on {device}, {args.jobs} at a time", flush=True)
+    rows: list[dict] = []
+    with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+        for future in cf.as_completed([pool.submit(_search_one, job) for job in jobs]):
+            row = future.result()
+            rows.append(row)
+            print(f"{row['dataset']} h{row['horizon']:<4} val mse {row['val_mse']:.4f}  {row['seconds']:6.1f} s  "
+                  f"{json.dumps(row['point'], sort_keys=True)}", flush=True)
+            record = _search_record(args, grid, points, rows, device)
+            if args.json:   # rewritten after every run: a run cut short keeps what finished
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    ranking = record["ranking"]
+    for d in args.datasets:
+        print(f"\n{d}: configs by mean validation MSE over horizons {args.horizons}")
+        done = [r for r in ranking if r["complete"]]
+        for r in sorted(done, key=lambda r: r["mean_val_mse"][d])[:args.top]:
+            print(f"  {r['mean_val_mse'][d]:.4f}  {json.dumps(r['point'], sort_keys=True)}")
+    return 0
+
+
 def cmd_plot(args) -> int:
     from mambakit.train import TrainConfig
     from mambakit.train import checkpoint as ckpt
@@ -151,6 +264,16 @@ def main(argv=None) -> int:
     rec.add_argument("--datasets", nargs="+", default=["etth1", "etth2"])
     rec.add_argument("--horizons", nargs="+", type=int, default=[96, 192, 336, 720])
     rec.add_argument("--set", action="append", default=[], help="config override passed to every run")
+    search = sub.add_parser("search", help="grid search on the validation split (test never read)")
+    search.add_argument("--model", default="patchmamba", choices=["smamba", "patchmamba", "dlinear", "patchtst"])
+    search.add_argument("--grid", required=True, help="JSON file or string: lists of values per config key")
+    search.add_argument("--datasets", nargs="+", default=["etth1", "etth2"])
+    search.add_argument("--horizons", nargs="+", type=int, default=[96, 192, 336, 720])
+    search.add_argument("--jobs", type=int, default=1, help="trainings at once (processes)")
+    search.add_argument("--seed", type=int, default=2021)
+    search.add_argument("--device", default=None)
+    search.add_argument("--top", type=int, default=8)
+    search.add_argument("--json", default=None, help="write every run and the ranking here")
     plot = sub.add_parser("plot", help="forecast-vs-truth PNG from a finished run folder")
     plot.add_argument("run", help="run folder (runs/<recipe>) holding train_config.json and checkpoints/")
     plot.add_argument("--png", required=True)
@@ -160,6 +283,8 @@ def main(argv=None) -> int:
         return cmd_recipes(args)
     if args.command == "plot":
         return cmd_plot(args)
+    if args.command == "search":
+        return cmd_search(args)
     return cmd_speed(args)
 
 

@@ -12,6 +12,10 @@ input: RevIN normalises each window inside the model and maps the forecast back.
   new observation from the recurrent state (streaming), equal to the parallel forward.
 - ``DLinear`` and ``PatchTST`` (a Transformer over the same patches): baselines.
 - ``SeriesClassifier``: any tokenizer -> backbone -> mean pool -> linear classifier.
+
+``linear_path=True`` adds a linear map of the normalised window (look-back -> horizon, shared over
+variables) to a forecaster's output, as RLinear does on its own: the network then learns what the
+linear forecast misses.
 """
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ class TSConfig:
     bidirectional: bool = True
     revin: bool = True
     revin_affine: bool = False
+    linear_path: bool = False        # add a linear map of the (normalised) window to the forecast
     dropout: float = 0.1
     head_dropout: float = 0.0
     output_index: Optional[int] = None   # forecast one variable (features "MS")
@@ -111,6 +116,10 @@ class Forecaster(PretrainedMixin, nn.Module):
         self.config = _config(config, overrides)
         c = self.config
         self.revin = RevIN(c.n_vars, affine=c.revin_affine) if c.revin else None
+        # A linear look-back -> horizon map shared over variables, summed with the network's
+        # forecast: it carries level and trend (what RLinear/DLinear get right at long horizons)
+        # and leaves the network the non-linear remainder.
+        self.linear = nn.Linear(c.seq_len, c.pred_len) if c.linear_path else None
 
     def forecast_normalized(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -123,6 +132,8 @@ class Forecaster(PretrainedMixin, nn.Module):
         if self.revin is not None:
             x, stats = self.revin.normalize(x)
         y = self.forecast_normalized(x)                                       # (B, H, C)
+        if self.linear is not None:
+            y = y + self.linear(x.transpose(1, 2)).transpose(1, 2)
         if stats is not None:
             y = self.revin.denormalize(y, stats)
         if self.config.output_index is not None:
@@ -195,7 +206,7 @@ class TimeStepMamba(Forecaster):
     model_type = "timestep_mamba"
 
     def __init__(self, config: Optional[TSConfig] = None, **overrides) -> None:
-        overrides = {**overrides, "revin": False, "bidirectional": False}
+        overrides = {**overrides, "revin": False, "bidirectional": False, "linear_path": False}
         super().__init__(config, **overrides)
         c = self.config
         self.tokenizer = TimeStepTokenizer(c.n_vars, c.d_model, dropout=c.dropout)
@@ -252,7 +263,7 @@ class DLinear(Forecaster):
     model_type = "dlinear"
 
     def __init__(self, config: Optional[TSConfig] = None, **overrides) -> None:
-        overrides = {"revin": False, **overrides}
+        overrides = {"revin": False, **overrides, "linear_path": False}   # it is linear already
         super().__init__(config, **overrides)
         c = self.config
         self.decomp = MovingAverage(c.moving_avg)

@@ -155,3 +155,24 @@ def test_save_load_round_trip(tmp_path):
     x = torch.randn(2, 32, 3)
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x))
+
+
+@pytest.mark.parametrize("name", ["patchmamba", "smamba", "patchtst"])
+def test_linear_path_adds_a_linear_map_of_the_normalised_window(name):
+    model = create_model(name, **TINY, linear_path=True, revin=True).eval()
+    x = torch.randn(2, 32, 3) * 4 + 1
+    with torch.no_grad():
+        y = model(x)
+        linear = model.linear
+        model.linear = None
+        y_net = model(x)
+        model.linear = linear
+        xn, (mean, std) = model.revin.normalize(x)
+        expected = y_net + linear(xn.transpose(1, 2)).transpose(1, 2) * std  # the linear part, denormalised
+    torch.testing.assert_close(y, expected, atol=1e-4, rtol=1e-4)
+    model.train()
+    model(x).pow(2).mean().backward()
+    assert model.linear.weight.grad is not None and model.linear.weight.grad.abs().sum() > 0
+    # DLinear is linear already and the streaming model has no window: both leave the extra path out
+    assert create_model("dlinear", **TINY, linear_path=True).linear is None
+    assert create_model("stepmamba", **TINY, linear_path=True).linear is None

@@ -75,3 +75,43 @@ def test_benchmark_cpu_smoke(tmp_path):
     record = json.loads((tmp_path / "timeseries_cpu_smoke.json").read_text())
     assert {r["model"] for r in record["rows"]} == {"smamba", "patchmamba", "patchtst", "dlinear"}
     assert all(r["forward_ms"] > 0 for r in record["rows"])
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("ts_bench", ROOT / "benchmarks" / "timeseries.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_search_grid_is_the_product_of_its_lists():
+    points = _bench_module()._grid_points({"model": {"d_model": [16, 32], "linear_path": [True, False]},
+                                           "optim": {"lr": [1e-3]}, "epochs": [2, 4]})
+    assert len(points) == 8
+    assert {"model": {"d_model": 32, "linear_path": False}, "optim": {"lr": 1e-3}, "epochs": 4} in points
+    assert len({json.dumps(p, sort_keys=True) for p in points}) == 8
+
+
+def test_search_run_selects_on_validation_only(tmp_path, monkeypatch):
+    t = np.arange(900)
+    rng = np.random.default_rng(1)
+    values = np.stack([np.sin(2 * np.pi * t / 24) + 0.1 * rng.normal(size=t.size),
+                       np.cos(2 * np.pi * t / 24) + 0.1 * rng.normal(size=t.size)], 1)
+    csv = tmp_path / "waves.csv"
+    csv.write_text("date,a,OT\n" + "\n".join(f"{i},{v[0]},{v[1]}" for i, v in enumerate(values)) + "\n")
+    from mambakit.timeseries.data import ForecastDataset
+
+    read = []
+    original = ForecastDataset.__getitem__
+
+    def spy(self, index):
+        read.append(self.split)
+        return original(self, index)
+
+    monkeypatch.setattr(ForecastDataset, "__getitem__", spy)
+    point = {"model": {"d_model": 8, "n_layer": 1, "linear_path": True}, "optim": {"lr": 3e-3},
+             "data": {"root": str(csv), "seq_len": 48}, "epochs": 2}
+    row = _bench_module()._search_one(("etth1", 24, "patchmamba", point, 0, "cpu"))
+    assert set(read) == {"train", "val"}                      # the test split is never read
+    assert len(row["val_mse_per_eval"]) == 2 and abs(row["val_mse"] - min(row["val_mse_per_eval"])) < 1e-4
+    assert row["val_mse"] < 0.6                               # periodic data: well below 1
