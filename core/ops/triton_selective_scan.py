@@ -92,7 +92,7 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
                 sbb, sbg, sbn, sbl, scb, scg, scn, scl,
                 szb, szd, szl, sob, sod, sol, ssb, ssl,
                 HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                HAS_H0: tl.constexpr, HAS_SEQ: tl.constexpr, SOFTPLUS: tl.constexpr,
+                HAS_H0: tl.constexpr, HAS_SEQ: tl.constexpr, SOFTPLUS: tl.constexpr, PADDED: tl.constexpr,
                 N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
                 NUM_STAGES: tl.constexpr):
     # Program = BLOCK_D channels of one batch element; the time axis of a chunk is spread over
@@ -100,7 +100,8 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
     # Loads read rows up to LP (L rounded up to 16; the launcher guarantees the memory is there):
     # a mask that is constant over aligned runs of 16 lets Triton vectorise them (with `t < L`
     # and L % 16 != 0 the loads were scalar, 2.6x slower). What lies past L is zeroed (u, B) or
-    # never stored (the output), and dt is 0 there, so the state does not move.
+    # never stored (the output), and dt is 0 there, so the state does not move. PADDED (L % 16 != 0)
+    # compiles that zeroing in only where there is padding to zero.
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     offs_d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)        # int64: D*L can pass 2**31
@@ -126,7 +127,8 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
         m_dl = mask_d[:, None] & mask_t[None, :]
         m_ld = mask_d[:, None] & mask_ld[None, :]
         u = tl.load(u_ptr + b * sub + offs_d[:, None] * sud + t[None, :] * sul, mask=m_ld, other=0.0).to(tl.float32)
-        u = tl.where(m_dl, u, 0.0)
+        if PADDED:
+            u = tl.where(m_dl, u, 0.0)
         dt, _ = _load_dt(delta_ptr + b * sdb, bias_ptr, offs_d, t, mask_d, mask_t, mask_ld, sdb, sdd, sdl,
                          HAS_BIAS, SOFTPLUS)                                  # (BD, BL)
         dtu = dt * u
@@ -136,7 +138,8 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
         for n in tl.static_range(N):
             A_n = tl.load(A_ptr + offs_d * sad + n * san, mask=mask_d, other=0.0).to(tl.float32)
             B_n = tl.load(B_ptr + b * sbb + grp * sbg + n * sbn + t * sbl, mask=mask_ld, other=0.0).to(tl.float32)
-            B_n = tl.where(mask_t, B_n, 0.0)
+            if PADDED:
+                B_n = tl.where(mask_t, B_n, 0.0)
             C_n = tl.load(C_ptr + b * scb + grp * scg + n * scn + t * scl, mask=mask_ld, other=0.0).to(tl.float32)
             a = tl.exp2(dt * (A_n * 1.4426950408889634)[:, None])                # (BD, BL)
             if HAS_SEQ:
@@ -167,13 +170,15 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
                 szb, szd, szl, sgb, sgd, sgl, ssb, ssl,
                 HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                 HAS_SEQ: tl.constexpr, HAS_DLAST: tl.constexpr, SOFTPLUS: tl.constexpr,
-                DETERMINISTIC: tl.constexpr,
+                DETERMINISTIC: tl.constexpr, PADDED: tl.constexpr,
                 N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
                 NUM_STAGES: tl.constexpr):
     # Gradient outputs du, ddelta, dz are (B, D, L) with row pitch LP (L rounded up to 16); dA (B, D, N) partial per batch;
-    # dD, dbias (B, D) partial; dh0 (B, D, N); dB, dC (B, S, G, N, L) float32, accumulated with
+    # dD, dbias (B, D) partial; dh0 (B, D, N); dB, dC (B, S, G, N, LP) float32, accumulated with
     # atomics into S slices (channel block p adds into slice p % S): every element of dB/dC sums
     # over all channels of its group, and S slices cut the atomics that queue on one address S-fold.
+    # Like the forward, loads and stores cover whole padded rows (t < LP, vectorisable); what lies
+    # past L is zeroed on load, so every gradient written there is 0.
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     offs_d = (pid_d * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)
@@ -202,9 +207,13 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
         h_start = tl.load(ckpt_ptr + ckpt_off, mask=mask_dn, other=0.0)
         t = (c * BLOCK_L + offs_l).to(tl.int64)
         mask_t = t < L
+        mask_ld = t < LP
         m_dl = mask_d[:, None] & mask_t[None, :]
-        u = tl.load(u_ptr + b * sub + offs_d[:, None] * sud + t[None, :] * sul, mask=m_dl, other=0.0).to(tl.float32)
-        dt, raw = _load_dt(delta_ptr + b * sdb, bias_ptr, offs_d, t, mask_d, mask_t, mask_t, sdb, sdd, sdl,
+        m_ld = mask_d[:, None] & mask_ld[None, :]
+        u = tl.load(u_ptr + b * sub + offs_d[:, None] * sud + t[None, :] * sul, mask=m_ld, other=0.0).to(tl.float32)
+        if PADDED:
+            u = tl.where(m_dl, u, 0.0)
+        dt, raw = _load_dt(delta_ptr + b * sdb, bias_ptr, offs_d, t, mask_d, mask_t, mask_ld, sdb, sdd, sdl,
                            HAS_BIAS, SOFTPLUS)
         dtu = dt * u
         t_next = t + 1
@@ -213,11 +222,15 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
         if HAS_SEQ:
             reset = _reset(seq_ptr + b * ssb, t, L, ssl, HAS_SEQ)[None, :]
             reset_next = _reset(seq_ptr + b * ssb, t_next, L, ssl, HAS_SEQ)[None, :]
-        g = tl.load(dout_ptr + b * sgb + offs_d[:, None] * sgd + t[None, :] * sgl, mask=m_dl,
+        g = tl.load(dout_ptr + b * sgb + offs_d[:, None] * sgd + t[None, :] * sgl, mask=m_ld,
                     other=0.0).to(tl.float32)
+        if PADDED:
+            g = tl.where(m_dl, g, 0.0)
         if HAS_Z:
-            zz = tl.load(z_ptr + b * szb + offs_d[:, None] * szd + t[None, :] * szl, mask=m_dl,
+            zz = tl.load(z_ptr + b * szb + offs_d[:, None] * szd + t[None, :] * szl, mask=m_ld,
                          other=0.0).to(tl.float32)
+            if PADDED:
+                zz = tl.where(m_dl, zz, 0.0)
             sig = tl.sigmoid(zz)
             gy = g * zz * sig
         else:
@@ -228,8 +241,12 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
         for n in tl.static_range(N):
             A_n = tl.load(A_ptr + offs_d * sad + n * san, mask=mask_d, other=0.0).to(tl.float32)
             A2_n = (A_n * 1.4426950408889634)[:, None]
-            B_n = tl.load(B_ptr + b * sbb + grp * sbg + n * sbn + t * sbl, mask=mask_t, other=0.0).to(tl.float32)
-            C_n = tl.load(C_ptr + b * scb + grp * scg + n * scn + t * scl, mask=mask_t, other=0.0).to(tl.float32)
+            B_n = tl.load(B_ptr + b * sbb + grp * sbg + n * sbn + t * sbl, mask=mask_ld, other=0.0).to(tl.float32)
+            if PADDED:
+                B_n = tl.where(mask_t, B_n, 0.0)
+            C_n = tl.load(C_ptr + b * scb + grp * scg + n * scn + t * scl, mask=mask_ld, other=0.0).to(tl.float32)
+            if PADDED:
+                C_n = tl.where(mask_t, C_n, 0.0)
             a = tl.exp2(dt * A2_n)
             a_next = tl.exp2(dt_next * A2_n)
             if HAS_SEQ:
@@ -249,19 +266,19 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
             du += Gs * dt * B_n[None, :]
             dA_acc = _set_column(dA_acc, offs_n, n, _column(dA_acc, offs_n, n)
                                  + tl.sum(Gs * dt * decay_in, axis=1))
-            gn_off = (((b * S + pid_d % S) * G + grp) * N + n) * L + t         # (BL,) into (B, S, G, N, L)
+            gn_off = (((b * S + pid_d % S) * G + grp) * N + n) * LP + t        # (BL,) into (B, S, G, N, LP)
             if DETERMINISTIC:   # one slice per channel block: this program alone writes here
-                tl.store(dB_ptr + gn_off, tl.sum(Gs * dtu, axis=0), mask=mask_t)
-                tl.store(dC_ptr + gn_off, tl.sum(h * gy, axis=0), mask=mask_t)
+                tl.store(dB_ptr + gn_off, tl.sum(Gs * dtu, axis=0), mask=mask_ld)
+                tl.store(dC_ptr + gn_off, tl.sum(h * gy, axis=0), mask=mask_ld)
             else:
-                tl.atomic_add(dB_ptr + gn_off, tl.sum(Gs * dtu, axis=0), mask=mask_t, sem="relaxed")
-                tl.atomic_add(dC_ptr + gn_off, tl.sum(h * gy, axis=0), mask=mask_t, sem="relaxed")
+                tl.atomic_add(dB_ptr + gn_off, tl.sum(Gs * dtu, axis=0), mask=mask_ld, sem="relaxed")
+                tl.atomic_add(dC_ptr + gn_off, tl.sum(h * gy, axis=0), mask=mask_ld, sem="relaxed")
             g_carry = _set_column(g_carry, offs_n, n, tl.sum(tl.where(is_first, a * Gs, 0.0), axis=1))
         if HAS_Z:
             if HAS_D:
                 y_pre += Dv[:, None] * u
             dz = g * y_pre * sig * (1.0 + zz * (1.0 - sig))
-            tl.store(dz_ptr + dl_out + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=m_dl)
+            tl.store(dz_ptr + dl_out + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=m_ld)
         if HAS_D:
             dD_acc += tl.sum(tl.where(m_dl, gy * u, 0.0), axis=1)
             du += gy * Dv[:, None]
@@ -269,8 +286,8 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
             ddt = ddt * tl.sigmoid(raw)
         ddt = tl.where(m_dl, ddt, 0.0)
         dbias_acc += tl.sum(ddt, axis=1)
-        tl.store(du_ptr + dl_out + t[None, :], du.to(du_ptr.dtype.element_ty), mask=m_dl)
-        tl.store(ddelta_ptr + dl_out + t[None, :], ddt.to(ddelta_ptr.dtype.element_ty), mask=m_dl)
+        tl.store(du_ptr + dl_out + t[None, :], du.to(du_ptr.dtype.element_ty), mask=m_ld)
+        tl.store(ddelta_ptr + dl_out + t[None, :], ddt.to(ddelta_ptr.dtype.element_ty), mask=m_ld)
     tl.store(dh0_ptr + state_off, g_carry, mask=mask_dn)
     tl.store(dA_ptr + state_off, dA_acc, mask=mask_dn)
     tl.store(dD_ptr + b * Dm + offs_d, dD_acc, mask=mask_d)
@@ -419,7 +436,7 @@ def _fwd_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tens
         *seq.stride(),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_H0=initial_state is not None, HAS_SEQ=seq_idx is not None, SOFTPLUS=bool(softplus),
-        N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
+        PADDED=length % TIME_ALIGN != 0, N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
     return out, last, ckpt
 
 
@@ -458,7 +475,7 @@ def _bwd_op(dout: torch.Tensor, dlast: Optional[torch.Tensor], u: torch.Tensor, 
     # fixed order (memory: 2 x blocks x B x G x N x L floats); else atomics into a few slices.
     n_slices = triton.cdiv(dim, block_d) if deterministic else \
         _atomic_slices(triton.cdiv(dim, block_d), dim, groups, n_state)
-    dB = torch.zeros(batch, n_slices, groups, n_state, length, device=dev, dtype=f32)
+    dB = torch.zeros(batch, n_slices, groups, n_state, aligned_length(length), device=dev, dtype=f32)
     dC = torch.zeros_like(dB)
     z_ = z if z is not None else u
     seq = seq_idx if seq_idx is not None else torch.zeros(1, 1, dtype=torch.int32, device=dev)
@@ -472,10 +489,10 @@ def _bwd_op(dout: torch.Tensor, dlast: Optional[torch.Tensor], u: torch.Tensor, 
         *dout.stride(), *seq.stride(),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_SEQ=seq_idx is not None, HAS_DLAST=dlast is not None, SOFTPLUS=softplus,
-        DETERMINISTIC=deterministic,
+        DETERMINISTIC=deterministic, PADDED=length % TIME_ALIGN != 0,
         N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
     # absent gradients are fresh empty tensors: a custom op's outputs may not alias each other
-    return [du, ddelta, dz, dA.sum(0), dB.sum(1), dC.sum(1), dD.sum(0) if D is not None else dA.new_empty(0),
+    return [du, ddelta, dz, dA.sum(0), dB[..., :length].sum(1), dC[..., :length].sum(1), dD.sum(0) if D is not None else dA.new_empty(0),
             dbias.sum(0) if delta_bias is not None else dA.new_empty(0), dh0]
 
 

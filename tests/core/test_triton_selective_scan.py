@@ -55,6 +55,7 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("case", [
     (2, 6, 37, 5, 3, 0, 0, 0, 0),     # groups, one chunk, N not a power of 2
+    (1, 4, 48, 4, 1, 16, 0, 0, 0),    # a length that needs no row padding (L % 16 == 0)
     (1, 4, 70, 16, 1, 16, 1, 0, 0),   # several chunks, packed sequences and an initial state
     (2, 8, 40, 4, 2, 16, 0, 3, 0),    # dB/dC atomics spread over 3 slices (channel blocks of 1)
     (2, 8, 40, 4, 2, 16, 1, 0, 1),    # deterministic: a slice per channel block, plain stores
