@@ -1,9 +1,11 @@
 """DNA data: indexed FASTA access, GFF gene calls, labelled windows and benchmark layouts.
 
-- ``IndexedFasta``: random access ``fetch(name, start, end)``. Plain FASTA files are indexed
-  once (byte offset and line geometry of every record, the samtools ``.fai`` fields) and read
-  by seeking; an existing ``<file>.fai`` is used when present. gzip / xz / bzip2 files cannot be
-  seeked into, so they are decompressed once into memory (fine for bacterial genomes).
+- ``IndexedFasta``: random access ``fetch(name, start, end)``. Plain and BGZF-compressed
+  (``bgzip``) FASTA files are indexed once (byte offset and line geometry of every record, the
+  samtools ``.fai`` fields; for BGZF also the block index, ``.gzi``) and read by seeking, so a
+  genome of any size costs no memory; existing ``<file>.fai`` / ``<file>.gzi`` are used, and
+  ``write_index`` saves them. Plain gzip / xz / bzip2 files cannot be seeked into, so they are
+  decompressed once into memory (fine for bacterial genomes; ``bgzip`` large ones).
 - ``read_gff``: GFF3 features (``*.prodigal.gff.gz`` gene calls) as ``GeneFeature`` with
   0-based half-open coordinates.
 - ``coding_windows`` / ``strand_windows``: balanced labelled windows derived from gene calls.
@@ -17,6 +19,7 @@ Every dataset item is ``(input_ids LongTensor (L,), target)`` as the training en
 from __future__ import annotations
 
 import csv
+import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,7 @@ from torch.utils.data import Dataset
 
 from mambakit.data import open_maybe_compressed, read_fasta
 
+from .bgzf import BgzfReader, is_bgzf, write_gzi_index
 from .tokenizers import BASE_OFFSET, MASK_ID, CharTokenizer, complement_map, reverse_complement
 
 _PLAIN_SUFFIXES = (".fa", ".fasta", ".fna", ".ffn", ".fas")
@@ -46,37 +50,50 @@ class FaiEntry:
 
 
 def build_fai(path: str | os.PathLike) -> list[FaiEntry]:
-    """Index a plain (uncompressed) FASTA file; raises ``ValueError`` for ragged lines."""
+    """Index a plain or BGZF FASTA file (offsets in uncompressed bytes, as samtools writes them);
+    raises ``ValueError`` for ragged lines."""
+    with (gzip.open(path, "rb") if is_bgzf(path) else open(path, "rb")) as fh:
+        return _fai_from_lines(fh, path)
+
+
+def _fai_from_lines(fh, path: str | os.PathLike) -> list[FaiEntry]:
     entries, name, length, offset, lb, lbytes, short_seen = [], None, 0, 0, 0, 0, False
     pos = 0
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            line_len = len(raw)
-            if raw.startswith(b">"):
-                if name is not None:
-                    entries.append(FaiEntry(name, length, offset, lb, lbytes))
-                fields = raw[1:].split()
-                if not fields:
-                    raise ValueError(f"{path}:{lineno}: empty FASTA header")
-                name, length, offset, lb, lbytes, short_seen = fields[0].decode("ascii"), 0, pos + line_len, 0, 0, False
-            elif name is not None and raw.strip():
-                bases = len(raw.rstrip(b"\r\n"))
-                if short_seen:
-                    raise ValueError(f"{path}:{lineno}: record {name!r} has lines of unequal length; "
-                                     "cannot index it (rewrap the file)")
-                if lb == 0:
-                    lb, lbytes = bases, line_len
-                elif bases != lb or line_len != lbytes:
-                    if bases > lb:
-                        raise ValueError(f"{path}:{lineno}: record {name!r} has lines of unequal length")
-                    short_seen = True
-                length += bases
-            pos += line_len
+    for lineno, raw in enumerate(fh, start=1):
+        line_len = len(raw)
+        if raw.startswith(b">"):
+            if name is not None:
+                entries.append(FaiEntry(name, length, offset, lb, lbytes))
+            fields = raw[1:].split()
+            if not fields:
+                raise ValueError(f"{path}:{lineno}: empty FASTA header")
+            name, length, offset, lb, lbytes, short_seen = fields[0].decode("ascii"), 0, pos + line_len, 0, 0, False
+        elif name is not None and raw.strip():
+            bases = len(raw.rstrip(b"\r\n"))
+            if short_seen:
+                raise ValueError(f"{path}:{lineno}: record {name!r} has lines of unequal length; "
+                                 "cannot index it (rewrap the file)")
+            if lb == 0:
+                lb, lbytes = bases, line_len
+            elif bases != lb or line_len != lbytes:
+                if bases > lb:
+                    raise ValueError(f"{path}:{lineno}: record {name!r} has lines of unequal length")
+                short_seen = True
+            length += bases
+        pos += line_len
     if name is not None:
         entries.append(FaiEntry(name, length, offset, lb, lbytes))
     if not entries:
         raise ValueError(f"{path}: no FASTA record found")
     return entries
+
+
+def write_fai(entries: Sequence[FaiEntry], path: str | os.PathLike) -> None:
+    """Write ``entries`` as a samtools ``.fai`` file (temporary file renamed into place)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{e.name}\t{e.length}\t{e.offset}\t{e.line_bases}\t{e.line_bytes}\n" for e in entries))
+    os.replace(tmp, path)
 
 
 def read_fai(path: str | os.PathLike) -> list[FaiEntry]:
@@ -109,7 +126,8 @@ class IndexedFasta:
             raise FileNotFoundError(f"FASTA file not found: {self.path}")
         self._memory: dict[str, str] = {}
         self._index: dict[str, FaiEntry] = {}
-        if _is_compressed(self.path):
+        self._bgzf: Optional[BgzfReader] = BgzfReader(self.path) if is_bgzf(self.path) else None
+        if self._bgzf is None and _is_compressed(self.path):
             for rec in read_fasta(self.path):
                 self._memory[rec.name] = rec.sequence
             self.lengths = {k: len(v) for k, v in self._memory.items()}
@@ -122,6 +140,18 @@ class IndexedFasta:
     @property
     def names(self) -> list[str]:
         return list(self.lengths)
+
+    def write_index(self) -> list[Path]:
+        """Save ``<file>.fai`` (and ``<file>.gzi`` for BGZF) beside the file, so later opens skip
+        indexing; returns the paths written. Decompressed-in-memory files have no index to save."""
+        if not self._index:
+            return []
+        written = [Path(str(self.path) + ".fai")]
+        write_fai(list(self._index.values()), written[0])
+        if self._bgzf is not None:
+            written.append(Path(str(self.path) + ".gzi"))
+            write_gzi_index(self._bgzf.index, written[1])
+        return written
 
     def fetch(self, name: str, start: int = 0, end: Optional[int] = None, strand: str = "+") -> str:
         """Bases ``[start, end)`` of record ``name`` as written (case kept)."""
@@ -139,9 +169,13 @@ class IndexedFasta:
             e = self._index[name]
             first = e.offset + (start // e.line_bases) * e.line_bytes + start % e.line_bases
             last = e.offset + (end // e.line_bases) * e.line_bytes + end % e.line_bases
-            with open(self.path, "rb") as fh:
-                fh.seek(first)
-                seq = b"".join(fh.read(last - first).split()).decode("ascii")
+            if self._bgzf is not None:
+                raw = self._bgzf.read(first, last - first)
+            else:
+                with open(self.path, "rb") as fh:
+                    fh.seek(first)
+                    raw = fh.read(last - first)
+            seq = b"".join(raw.split()).decode("ascii")
         return reverse_complement(seq) if strand == "-" else seq
 
 
