@@ -161,6 +161,13 @@ def _search_one(job: tuple) -> dict:
     for key, value in point.get("optim", {}).items():
         setattr(config.optim, key, value)
     config.epochs = int(point.get("epochs", 2 * config.epochs))
+    for key, value in point.items():      # other top-level TrainConfig fields, e.g. batch_size
+        if key not in ("model", "optim", "data", "epochs"):
+            if not hasattr(config, key):
+                raise ValueError(f"grid key {key!r} is not a TrainConfig field")
+            setattr(config, key, value)
+    if device != "cpu":
+        torch.set_num_threads(1)          # many runs share the machine: one CPU thread each
     config.seed, config.quiet, config.device = seed, True, device
     sets = build_datasets(config.data)
     metrics = forecast_metrics(sets["train"].scaler, sets["train"].out_index)

@@ -363,7 +363,10 @@ def summarize(rows: list[dict]) -> list[dict]:
 # ---- legacy: sweep launch configurations of the existing kernel ---------------------------------
 LEGACY_SHAPES = [(8, 1536, 2048, 16)]
 LEGACY_BLOCK_L = (64, 128, 256)
-LEGACY_BLOCK_D_WARPS = [(2, 2), (4, 4), (8, 8), (4, 2), (8, 4), (16, 8)]
+# one warp per backward program was best on the H100; BLOCK_D > 1 on one warp sums that many channels
+# in-thread before the dB/dC atomics, which were half the backward on an H200
+# (results/raw/scan_bwd_ablation_h200.log)
+LEGACY_BLOCK_D_WARPS = [(1, 1), (2, 1), (4, 1), (2, 2), (4, 4), (8, 8), (4, 2), (8, 4), (16, 8)]
 LEGACY_STAGES = (1, 2)
 
 
@@ -392,8 +395,9 @@ def legacy(args) -> None:
                 for (bd, w), st in [(c, st) for c in LEGACY_BLOCK_D_WARPS for st in LEGACY_STAGES]:
                     if bd * bl > 8192 or (direction == "bwd" and st > 1):
                         continue
+                    # the backward's chunk is the forward's checkpoint interval, independent of
+                    # the forward's own chunk: each direction is swept with the other at its default
                     tss.clear_config()
-                    tss.set_config("fwd", 4, bl, 4, 1)
                     tss.set_config(direction, bd, bl, w, st)
                     try:
                         ms = time_fwd(inp) if direction == "fwd" else time_bwd(inp, grad)

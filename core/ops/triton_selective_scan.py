@@ -5,7 +5,9 @@ of ``BLOCK_L`` steps. Inside a chunk the recurrence ``h_t = a_t h_{t-1} + x_t`` 
 ``a = exp(dt A)``, ``x = dt u B``) is a parallel associative scan over the
 ``(BLOCK_D, BLOCK_L, N)`` tile; the state entering the chunk is carried in registers.
 Discretisation, the D skip and the SiLU(z) gate are fused; states never go to memory except
-one checkpoint per chunk ``(B, D, n_chunks, N)`` that the backward uses to recompute them.
+the checkpoints ``(B, D, cdiv(L, CK), N)``, the state entering every ``CK`` steps, from which the
+backward recomputes them. ``CK`` is the backward's chunk length, so the two directions have
+independent launch configurations (the backward is fastest with shorter chunks than the forward).
 
 The backward walks the chunks in reverse: it recomputes the chunk's states from its
 checkpoint, runs the adjoint recurrence ``G_t = C_t gy_t + a_{t+1} G_{t+1}`` as a reverse
@@ -87,14 +89,14 @@ def _set_column(mat, offs_n, n, col):
 @triton.jit
 def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, seq_ptr,
                 out_ptr, last_ptr, ckpt_ptr,
-                L, LP, Dm, dg,
+                L, LP, Dm, dg, n_ck,
                 sub, sud, sul, sdb, sdd, sdl, sad, san,
                 sbb, sbg, sbn, sbl, scb, scg, scn, scl,
                 szb, szd, szl, sob, sod, sol, ssb, ssl,
                 HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                 HAS_H0: tl.constexpr, HAS_SEQ: tl.constexpr, SOFTPLUS: tl.constexpr, PADDED: tl.constexpr,
                 N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr,
-                NUM_STAGES: tl.constexpr):
+                CK: tl.constexpr, NUM_STAGES: tl.constexpr):
     # Program = BLOCK_D channels of one batch element; the time axis of a chunk is spread over
     # the threads and scanned in parallel, one state index n at a time.
     # Loads read rows up to LP (L rounded up to 16; the launcher guarantees the memory is there):
@@ -118,9 +120,17 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
         h_carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    ck_row = (b * Dm + offs_d) * n_ck * N                                      # (BD,): + k*N + n into (B, D, n_ck, N)
+    ck_off = ck_row[:, None] + offs_n[None, :]
     for c in tl.range(0, n_chunks, num_stages=NUM_STAGES):
-        ckpt_off = ((b * Dm + offs_d[:, None]) * n_chunks + c) * N + offs_n[None, :]
-        tl.store(ckpt_ptr + ckpt_off, h_carry, mask=mask_dn)
+        # checkpoints: the state entering every CK steps (CK a power of 2, like BLOCK_L)
+        if CK == BLOCK_L:
+            tl.store(ckpt_ptr + ck_off + c * N, h_carry, mask=mask_dn)
+        elif CK > BLOCK_L:
+            tl.store(ckpt_ptr + ck_off + ((c * BLOCK_L) // CK) * N, h_carry,
+                     mask=mask_dn & ((c * BLOCK_L) % CK == 0))
+        else:
+            tl.store(ckpt_ptr + ck_off + c * (BLOCK_L // CK) * N, h_carry, mask=mask_dn)
         t = (c * BLOCK_L + offs_l).to(tl.int64)                               # (BL,)
         mask_t = t < L
         mask_ld = t < LP
@@ -147,6 +157,11 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
             a_cum, h_loc = tl.associative_scan((a, dtu * B_n[None, :]), axis=1, combine_fn=_combine)
             h = h_loc + a_cum * _column(h_carry, offs_n, n)[:, None]
             y += h * C_n[None, :]
+            if CK < BLOCK_L:     # the states inside the chunk that the backward restarts from
+                for j in tl.static_range(1, BLOCK_L // CK):
+                    k = c * (BLOCK_L // CK) + j
+                    h_j = tl.sum(tl.where((offs_l == j * CK - 1)[None, :], h, 0.0), axis=1)
+                    tl.store(ckpt_ptr + ck_row + k * N + n, h_j, mask=mask_d & (k < n_ck))
             h_end = tl.sum(tl.where((offs_l == BLOCK_L - 1)[None, :], h, 0.0), axis=1)
             h_carry = _set_column(h_carry, offs_n, n, h_end)
         if HAS_D:
@@ -201,7 +216,7 @@ def _bwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, s
     dl_out = (b * Dm + offs_d[:, None]) * LP                                  # (BD, 1) rows of (B, D, LP)
     is_last = (offs_l == BLOCK_L - 1)[None, :]
     is_first = (offs_l == 0)[None, :]
-    for i in tl.range(0, n_chunks, num_stages=NUM_STAGES):
+    for i in tl.range(0, n_chunks, num_stages=NUM_STAGES):     # n_chunks = checkpoints (BLOCK_L = CK)
         c = n_chunks - 1 - i
         ckpt_off = ((b * Dm + offs_d[:, None]) * n_chunks + c) * N + offs_n[None, :]
         h_start = tl.load(ckpt_ptr + ckpt_off, mask=mask_dn, other=0.0)
@@ -329,6 +344,11 @@ def _launch_config(direction: str, dim: int, groups: int, n_state: int, length: 
     return block_d, block_l, block_n, warps, stages
 
 
+def checkpoint_interval(dim: int, groups: int, n_state: int, length: int) -> int:
+    """Steps between the forward's checkpoints: the backward's chunk length ``BLOCK_L``."""
+    return _launch_config("bwd", dim, groups, n_state, length)[1]
+
+
 def _sm_count(device: torch.device) -> int:
     """Streaming multiprocessors of a CUDA device (0 elsewhere: the interpreter)."""
     if device.type != "cuda":
@@ -415,28 +435,31 @@ def _fwd_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tens
             D: Optional[torch.Tensor], z: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor],
             initial_state: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor], softplus: bool
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(out (B, D, L) in u's dtype, last (B, D, N) fp32, ckpt (B, D, n_chunks, N) fp32)``."""
+    """``(out (B, D, L) in u's dtype, last (B, D, N) fp32, ckpt (B, D, cdiv(L, CK), N) fp32)`` with
+    ``CK = checkpoint_interval(...)``, the backward's chunk length."""
     u, delta, B, C, z = (_time_contiguous(t) for t in (u, delta, B, C, z))
     batch, dim, length = u.shape
     groups, n_state = B.shape[1], A.shape[1]
     block_d, block_l, block_n, warps, stages = _launch_config("fwd", dim, groups, n_state, length, batch,
                                                               _sm_count(u.device))
-    n_chunks = triton.cdiv(length, block_l)
+    ck = checkpoint_interval(dim, groups, n_state, length)
+    n_ck = triton.cdiv(length, ck)
     out = time_aligned_empty(u, batch, dim, length)
     last = torch.empty(batch, dim, n_state, device=u.device, dtype=torch.float32)
-    ckpt = torch.empty(batch, dim, n_chunks, n_state, device=u.device, dtype=torch.float32)
+    ckpt = torch.empty(batch, dim, n_ck, n_state, device=u.device, dtype=torch.float32)
     h0 = initial_state.float().contiguous() if initial_state is not None else last
     z_ = z if z is not None else u
     seq = seq_idx if seq_idx is not None else torch.zeros(1, 1, dtype=torch.int32, device=u.device)
     grid = (triton.cdiv(dim, block_d), batch)
     _fwd_kernel[grid](
         u, delta, A, B, C, D if D is not None else A, z_, delta_bias if delta_bias is not None else A,
-        h0, seq, out, last, ckpt, length, aligned_length(length), dim, dim // groups,
+        h0, seq, out, last, ckpt, length, aligned_length(length), dim, dim // groups, n_ck,
         *u.stride(), *delta.stride(), *A.stride(), *B.stride(), *C.stride(), *z_.stride(), *out.stride(),
         *seq.stride(),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_H0=initial_state is not None, HAS_SEQ=seq_idx is not None, SOFTPLUS=bool(softplus),
-        PADDED=length % TIME_ALIGN != 0, N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, NUM_STAGES=stages, num_warps=warps)
+        PADDED=length % TIME_ALIGN != 0, N=n_state, BLOCK_D=block_d, BLOCK_L=block_l, BLOCK_N=block_n, CK=ck,
+        NUM_STAGES=stages, num_warps=warps)
     return out, last, ckpt
 
 
@@ -444,7 +467,7 @@ def _fwd_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tens
 def _(u, delta, A, B, C, D, z, delta_bias, initial_state, seq_idx, softplus):
     batch, dim, length = u.shape
     groups, n_state = B.shape[1], A.shape[1]
-    n_chunks = triton.cdiv(length, _launch_config("fwd", dim, groups, n_state, length)[1])
+    n_chunks = triton.cdiv(length, checkpoint_interval(dim, groups, n_state, length))
     return (time_aligned_empty(u, batch, dim, length), u.new_empty(batch, dim, n_state, dtype=torch.float32),
             u.new_empty(batch, dim, n_chunks, n_state, dtype=torch.float32))
 
@@ -456,7 +479,7 @@ def _bwd_op(dout: torch.Tensor, dlast: Optional[torch.Tensor], u: torch.Tensor, 
             ckpt: torch.Tensor, softplus: bool, block_l: int) -> list[torch.Tensor]:
     """``[du, ddelta, dz, dA (D, N), dB, dC (B, G, N, L), dD (D,), dbias (D,), dh0 (B, D, N)]``; the
     float32 reductions stay float32, absent optionals give empty tensors. ``block_l`` is the
-    chunk length the forward checkpointed with."""
+    checkpoint interval of the forward (the backward's chunk length)."""
     u, delta, B, C, z, dout = (_time_contiguous(t) for t in (u, delta, B, C, z, dout))
     batch, dim, length = u.shape
     groups, n_state = B.shape[1], A.shape[1]
@@ -524,7 +547,7 @@ def _setup_context(ctx, inputs, output):
     ctx.softplus = bool(softplus)
     ctx.h0_dtype = initial_state.dtype if initial_state is not None else None
     batch, dim, length = u.shape
-    ctx.block_l = _launch_config("fwd", dim, B.shape[1], A.shape[1], length)[1]
+    ctx.block_l = checkpoint_interval(dim, B.shape[1], A.shape[1], length)
 
 
 def _backward(ctx, dout, dlast, _dckpt):

@@ -22,9 +22,10 @@ SCRIPT = textwrap.dedent("""
     packed = sys.argv[8] == "1"
     tss.set_atomic_slices(int(sys.argv[9]))
     tss.set_deterministic(sys.argv[10] == "1")
+    bwd_block_l = int(sys.argv[11]) or block_l        # the checkpoint interval
     if block_l:
         tss.set_config("fwd", 2, block_l, 4, 1)
-        tss.set_config("bwd", 1, block_l, 4, 1)
+        tss.set_config("bwd", 1, bwd_block_l, 4, 1)
     u = torch.randn(batch, dim, length, requires_grad=True)
     delta = (torch.randn(batch, dim, length) * 0.5).requires_grad_()
     A = (-torch.rand(dim, n) * 3 - 0.1).requires_grad_()
@@ -54,11 +55,13 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("case", [
-    (2, 6, 37, 5, 3, 0, 0, 0, 0),     # groups, one chunk, N not a power of 2
-    (1, 4, 48, 4, 1, 16, 0, 0, 0),    # a length that needs no row padding (L % 16 == 0)
-    (1, 4, 70, 16, 1, 16, 1, 0, 0),   # several chunks, packed sequences and an initial state
-    (2, 8, 40, 4, 2, 16, 0, 3, 0),    # dB/dC atomics spread over 3 slices (channel blocks of 1)
-    (2, 8, 40, 4, 2, 16, 1, 0, 1),    # deterministic: a slice per channel block, plain stores
+    (2, 6, 37, 5, 3, 0, 0, 0, 0, 0),      # groups, one chunk, N not a power of 2
+    (1, 4, 48, 4, 1, 16, 0, 0, 0, 0),     # a length that needs no row padding (L % 16 == 0)
+    (1, 4, 70, 16, 1, 16, 1, 0, 0, 0),    # several chunks, packed sequences and an initial state
+    (2, 8, 40, 4, 2, 16, 0, 3, 0, 0),     # dB/dC atomics spread over 3 slices (channel blocks of 1)
+    (2, 8, 40, 4, 2, 16, 1, 0, 1, 0),     # deterministic: a slice per channel block, plain stores
+    (1, 4, 150, 4, 1, 64, 1, 0, 0, 16),   # backward chunks 4x shorter than the forward's (checkpoints inside)
+    (1, 4, 75, 4, 1, 16, 0, 0, 0, 32),    # backward chunks 2x longer (a checkpoint every other chunk)
 ])
 def test_triton_scan_matches_reference_under_interpreter(case):
     seed = int.from_bytes(os.urandom(2), "little")
