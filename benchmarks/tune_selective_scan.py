@@ -385,16 +385,20 @@ def legacy(args) -> None:
                                        rep=15, grad_to_none=list(inp.values()), return_mode="median")
 
     results = []
+    started = time.time()
     for shape in LEGACY_SHAPES:
         inp = make_inputs(*shape, torch.bfloat16)
         for v in inp.values():
             v.requires_grad_(True)
         grad = torch.randn(shape[0], shape[1], shape[2], device="cuda", dtype=torch.bfloat16)
         for bl in LEGACY_BLOCK_L:
-            for direction in ("fwd", "bwd"):
+            for direction in args.directions.split(","):
                 for (bd, w), st in [(c, st) for c in LEGACY_BLOCK_D_WARPS for st in LEGACY_STAGES]:
                     if bd * bl > 8192 or (direction == "bwd" and st > 1):
                         continue
+                    if time.time() - started > args.budget_s:
+                        print(f"  budget of {args.budget_s:.0f} s spent: sweep stopped", flush=True)
+                        break
                     # the backward's chunk is the forward's checkpoint interval, independent of
                     # the forward's own chunk: each direction is swept with the other at its default
                     tss.clear_config()
@@ -435,6 +439,7 @@ def main() -> None:
     parser.add_argument("--mamba-ssm-sdist", default=None, help="mamba_ssm sdist for the CUDA baseline (optional)")
     parser.add_argument("--prebuilt", default=None, help="directory with a prebuilt selective_scan_cuda*.so")
     parser.add_argument("--legacy", action="store_true", help="the old config sweep of the existing kernel")
+    parser.add_argument("--directions", default="fwd,bwd", help="--legacy: which directions to sweep (fwd,bwd)")
     parser.add_argument("--dry-run", action="store_true",
                         help="CPU tensors under TRITON_INTERPRET=1, tiny shapes: checks the script, times nothing")
     args = parser.parse_args()
