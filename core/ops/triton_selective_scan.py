@@ -76,6 +76,20 @@ def _reset(seq_ptr, t, L, ssl, HAS_SEQ: tl.constexpr):
 
 
 @triton.jit
+def _store_checkpoint(ckpt_ptr, ck_off, c, h_carry, mask, N: tl.constexpr, BLOCK_L: tl.constexpr,
+                      CK: tl.constexpr):
+    """Store the state entering chunk ``c`` (of ``BLOCK_L`` steps) where it starts a checkpoint
+    interval of ``CK`` steps; ``ck_off + k * N`` addresses checkpoint ``k`` in ``(B, D, n_ck, N)``.
+    With CK < BLOCK_L the caller also stores the states inside the chunk."""
+    if CK == BLOCK_L:
+        tl.store(ckpt_ptr + ck_off + c * N, h_carry, mask=mask)
+    elif CK > BLOCK_L:
+        tl.store(ckpt_ptr + ck_off + ((c * BLOCK_L) // CK) * N, h_carry, mask=mask & ((c * BLOCK_L) % CK == 0))
+    else:
+        tl.store(ckpt_ptr + ck_off + c * (BLOCK_L // CK) * N, h_carry, mask=mask)
+
+
+@triton.jit
 def _column(mat, offs_n, n):
     """Column ``n`` of a ``(BLOCK_D, BLOCK_N)`` register tile, as ``(BLOCK_D,)``."""
     return tl.sum(tl.where(offs_n[None, :] == n, mat, 0.0), axis=1)
@@ -123,14 +137,7 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
     ck_row = (b * Dm + offs_d) * n_ck * N                                      # (BD,): + k*N + n into (B, D, n_ck, N)
     ck_off = ck_row[:, None] + offs_n[None, :]
     for c in tl.range(0, n_chunks, num_stages=NUM_STAGES):
-        # checkpoints: the state entering every CK steps (CK a power of 2, like BLOCK_L)
-        if CK == BLOCK_L:
-            tl.store(ckpt_ptr + ck_off + c * N, h_carry, mask=mask_dn)
-        elif CK > BLOCK_L:
-            tl.store(ckpt_ptr + ck_off + ((c * BLOCK_L) // CK) * N, h_carry,
-                     mask=mask_dn & ((c * BLOCK_L) % CK == 0))
-        else:
-            tl.store(ckpt_ptr + ck_off + c * (BLOCK_L // CK) * N, h_carry, mask=mask_dn)
+        _store_checkpoint(ckpt_ptr, ck_off, c, h_carry, mask_dn, N, BLOCK_L, CK)   # every CK steps
         t = (c * BLOCK_L + offs_l).to(tl.int64)                               # (BL,)
         mask_t = t < L
         mask_ld = t < LP

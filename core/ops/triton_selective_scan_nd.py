@@ -35,8 +35,9 @@ import triton.language as tl
 
 # Shared with the kernel that loops over the states: the scan's combine, softplus, the time
 # layout, and one deterministic switch for both kernels.
-from .triton_selective_scan import (_combine, _softplus, _time_contiguous, aligned_length, time_aligned_empty, deterministic_mode, fake_grads,
-                                    interpreter_enabled, set_deterministic)
+from .triton_selective_scan import (_combine, _softplus, _store_checkpoint, _time_contiguous, aligned_length,
+                                    deterministic_mode, fake_grads, interpreter_enabled, set_deterministic,
+                                    time_aligned_empty)
 
 __all__ = ["selective_scan_triton_nd", "set_config", "clear_config", "set_deterministic", "interpreter_enabled"]
 
@@ -112,13 +113,7 @@ def _fwd_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h
     for c in tl.range(0, n_chunks, num_stages=NUM_STAGES):
         # checkpoint(s): the state entering every CK steps (none when no backward will follow)
         if STORE_CKPT:
-            if CK == BLOCK_L:
-                tl.store(ckpt_ptr + ck_off + c * N, h_carry, mask=mask_dn)
-            elif CK > BLOCK_L:
-                tl.store(ckpt_ptr + ck_off + ((c * BLOCK_L) // CK) * N, h_carry,
-                         mask=mask_dn & ((c * BLOCK_L) % CK == 0))
-            else:
-                tl.store(ckpt_ptr + ck_off + c * (BLOCK_L // CK) * N, h_carry, mask=mask_dn)
+            _store_checkpoint(ckpt_ptr, ck_off, c, h_carry, mask_dn, N, BLOCK_L, CK)
         t = (c * BLOCK_L + offs_l).to(tl.int64)                                # (BL,)
         # loads read rows up to LP (L rounded up to 16, memory the launcher guarantees): a mask
         # constant over aligned runs of 16 lets them vectorise; past L, u and B are zeroed and
