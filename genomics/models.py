@@ -40,6 +40,7 @@ from mambakit import Mamba, MultiOrderMixer, RMSNorm, bidirectional
 from mambakit.hub import PretrainedMixin
 from mambakit.ops.conv1d import causal_conv1d, conv_impl
 from mambakit.ops.selective_scan import selective_scan
+from mambakit.modules.channels_first import channels_to_channels, channels_to_tokens, tokens_to_channels
 from mambakit.modules.mamba import ssm_param
 
 from .tokenizers import complement_map
@@ -70,22 +71,22 @@ class BiMamba(Mamba):
         x_in, z = xz.chunk(2, dim=1)                                                   # (B, D_in, L)
         x = causal_conv1d(x_in, conv.weight.squeeze(1), conv.bias, "silu",
                            impl=conv_impl(self.impl))                                # (B, D_in, L)
-        x_dbl = x_proj(x.transpose(1, 2))                                              # (B, L, R + 2N)
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = (dt @ dt_proj.weight.t()).transpose(1, 2)                                 # (B, D_in, L)
+        x_dbl = channels_to_channels(x, x_proj.weight, x_proj.bias)                    # (B, R + 2N, L)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        dt = channels_to_channels(dt, dt_proj.weight)                                  # (B, D_in, L)
         A = -torch.exp(ssm_param(A_log))                                               # (D_in, N)
-        return selective_scan(x, dt, A, B.transpose(1, 2), C.transpose(1, 2), ssm_param(D), z=z,
+        return selective_scan(x, dt, A, B, C, ssm_param(D), z=z,
                               delta_bias=ssm_param(dt_proj.bias), delta_softplus=True, impl=self.impl)
 
     def forward(self, hidden_states: torch.Tensor, inference_params=None, **kwargs: Any) -> torch.Tensor:
         """``hidden_states (B, L, D)`` -> ``(B, L, D)``."""
         if inference_params is not None:
             raise ValueError("BiMamba reads the sequence in both directions: no recurrent inference")
-        xz = self.in_proj(hidden_states).transpose(1, 2)                               # (B, 2*D_in, L)
+        xz = tokens_to_channels(hidden_states, self.in_proj.weight, self.in_proj.bias)  # (B, 2*D_in, L)
         y_f = self._direction(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
         y_b = self._direction(xz.flip(-1), self.conv1d_b, self.x_proj_b, self.dt_proj_b,
                               self.A_b_log, self.D_b).flip(-1)                         # (B, D_in, L)
-        return self.out_proj((y_f + y_b).transpose(1, 2))                              # (B, L, D)
+        return channels_to_tokens(y_f + y_b, self.out_proj.weight, self.out_proj.bias)  # (B, L, D)
 
 
 def rc_hidden(h: torch.Tensor) -> torch.Tensor:

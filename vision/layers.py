@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mambakit.modules.channels_first import channels_to_tokens, tokens_to_channels
 from mambakit.modules.mamba import init_dt_bias, ssm_param
 from mambakit.ops.conv1d import causal_conv1d, conv_impl
 from mambakit.ops.selective_scan import selective_scan
@@ -126,9 +127,7 @@ class MultiOrderMamba(nn.Module):
         token-major <-> channel-major copies are made on the way."""
         b, length, _ = hidden_states.shape
         k, e = len(self.orders), self.d_inner
-        xz = torch.matmul(self.in_proj.weight, hidden_states.transpose(1, 2))  # (B, 2E, L)
-        if self.in_proj.bias is not None:
-            xz = xz + self.in_proj.bias[:, None]
+        xz = tokens_to_channels(hidden_states, self.in_proj.weight, self.in_proj.bias)  # (B, 2E, L)
         flips = [type(o) is Reverse for o in self.orders]
 
         def stack(t: torch.Tensor) -> torch.Tensor:                           # (B, E, L) -> (B, K*E, L)
@@ -144,7 +143,7 @@ class MultiOrderMamba(nn.Module):
         merged = sum(y[:, i].flip(-1) if f else y[:, i] for i, f in enumerate(flips))  # (B, E, L)
         if self.divide_out:
             merged = merged / k
-        return self.out_proj(merged.transpose(1, 2))                          # (B, L, D)
+        return channels_to_tokens(merged, self.out_proj.weight, self.out_proj.bias)  # (B, L, D)
 
 
 class SS2D(nn.Module):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from ..ops.conv1d import causal_conv1d, causal_conv1d_update, conv_impl
 from ..ops.selective_scan import selective_scan
 from ..ops.state_update import selective_state_update
+from .channels_first import channels_to_channels, channels_to_tokens, tokens_to_channels
 from .mixer import RecurrentMixer
 
 
@@ -83,22 +84,22 @@ class Mamba(RecurrentMixer):
         ``ssm_state (B, D_in, N)``; returns ``(out, new conv_state, new ssm_state)``."""
         # Produce (B, channels, L) tensors that are contiguous along L: the scan kernels read
         # them along time, and strided reads there cost several times the scan itself on a GPU.
-        xz = torch.matmul(self.in_proj.weight, hidden_states.transpose(1, 2))  # (B, 2*D_in, L)
-        if self.in_proj.bias is not None:
-            xz = xz + self.in_proj.bias.unsqueeze(-1)
+        # (Batched products with the weights expanded over the batch read and write these layouts
+        # in place; see channels_first.py.)
+        xz = tokens_to_channels(hidden_states, self.in_proj.weight, self.in_proj.bias)  # (B, 2*D_in, L)
         x_in, z = xz.chunk(2, dim=1)                                          # (B, D_in, L) each
         x = causal_conv1d(x_in, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu",
                           initial_state=None if conv_state is None else conv_state[..., 1:],
                           seq_idx=seq_idx, impl=conv_impl(self.impl))         # (B, D_in, L)
-        x_dbl = self.x_proj(x.transpose(1, 2))                                # (B, L, R + 2N)
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = torch.matmul(self.dt_proj.weight, dt.transpose(1, 2))            # (B, D_in, L)
+        x_dbl = channels_to_channels(x, self.x_proj.weight, self.x_proj.bias)  # (B, R + 2N, L)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        dt = channels_to_channels(dt, self.dt_proj.weight)                    # (B, D_in, L)
         A = -torch.exp(ssm_param(self.A_log))                                    # (D_in, N)
         y, last_state = selective_scan(
-            x, dt, A, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), ssm_param(self.D), z=z,
+            x, dt, A, B, C, ssm_param(self.D), z=z,                           # B, C: (B, N, L) views
             delta_bias=ssm_param(self.dt_proj.bias), delta_softplus=True, return_last_state=True,
             initial_state=ssm_state, seq_idx=seq_idx, impl=self.impl)         # (B, D_in, L)
-        out = self.out_proj(y.transpose(1, 2))                                # (B, L, d_model)
+        out = channels_to_tokens(y, self.out_proj.weight, self.out_proj.bias)  # (B, L, d_model)
         new_conv_state = None
         if conv_state is not None:
             new_conv_state = torch.cat([conv_state, x_in.to(conv_state.dtype)], -1)[..., -self.d_conv:]
