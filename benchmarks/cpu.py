@@ -48,6 +48,10 @@ def build(lib: str, n_layer: int, d_model: int):
         return Mamba(MambaConfig(d_model=d_model, n_layers=n_layer, d_state=D_STATE,
                                  expand_factor=EXPAND, pscan=True))
     if lib == "transformers":
+        # this script's folder (on sys.path) holds kernels.py, which would shadow the `kernels`
+        # package that transformers imports
+        here = Path(__file__).resolve().parent
+        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
         from transformers import MambaConfig, MambaModel
         model = MambaModel(MambaConfig(hidden_size=d_model, num_hidden_layers=n_layer, state_size=D_STATE,
                                        expand=EXPAND, vocab_size=16, use_mambapy=False))
