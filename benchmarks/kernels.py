@@ -426,6 +426,18 @@ def bench_e2e(rows: list, mamba_ssm, batch: int = 8, length: int = 2048) -> None
                  "length": length, "results": result})
 
 
+def apply_scan_config(spec: str) -> None:
+    """Set the Mamba-1 scan's launch configuration per direction from ``"fwd=8,256,4,2;bwd=1,128,1"``."""
+    from mambakit.ops import triton_selective_scan as tss
+    for part in filter(None, spec.split(";")):
+        direction, _, values = part.partition("=")
+        numbers = [int(v) for v in values.split(",")]
+        if direction not in ("fwd", "bwd") or len(numbers) not in (3, 4):
+            raise SystemExit(f"--scan-config: expected 'fwd=BD,BL,W[,S]' or 'bwd=...', got {part!r}")
+        tss.set_config(direction, *numbers)
+        print(f"scan launch config {direction}: {numbers}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mamba-ssm-sdist", help="path of the mamba-ssm sdist (.tar.gz) to build the baseline")
@@ -436,9 +448,14 @@ def main() -> None:
                         help="mamba2: skip timing the PyTorch reference")
     parser.add_argument("--sections", default="correctness,mamba1,mamba2_correctness,mamba2,e2e")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--scan-config", default=None,
+                        help="Mamba-1 scan launch configs to use instead of the defaults, e.g. "
+                             "'bwd=2,128,1' or 'fwd=8,256,4,2;bwd=1,128,1' (BLOCK_D,BLOCK_L,warps[,stages])")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("kernels.py needs a CUDA GPU")
+    if args.scan_config:
+        apply_scan_config(args.scan_config)
     sections = args.sections.split(",")
     gpu = torch.cuda.get_device_name()
     mamba_ssm, note = (None, "not requested")

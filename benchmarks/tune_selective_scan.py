@@ -362,11 +362,12 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 # ---- legacy: sweep launch configurations of the existing kernel ---------------------------------
 LEGACY_SHAPES = [(8, 1536, 2048, 16)]
-LEGACY_BLOCK_L = (64, 128, 256)
+LEGACY_BLOCK_L = (256, 128, 64)
 # one warp per backward program was best on the H100; BLOCK_D > 1 on one warp sums that many channels
 # in-thread before the dB/dC atomics, which were half the backward on an H200
 # (results/raw/scan_bwd_ablation_h200.log)
-LEGACY_BLOCK_D_WARPS = [(1, 1), (2, 1), (4, 1), (2, 2), (4, 4), (8, 8), (4, 2), (8, 4), (16, 8)]
+LEGACY_BLOCK_D_WARPS = {"fwd": [(1, 1), (2, 1), (4, 1), (2, 2), (4, 4), (8, 8), (4, 2), (8, 4), (16, 8)],
+                        "bwd": [(1, 1), (2, 1), (4, 1), (2, 2), (4, 2)]}
 LEGACY_STAGES = (1, 2)
 
 
@@ -393,7 +394,7 @@ def legacy(args) -> None:
         grad = torch.randn(shape[0], shape[1], shape[2], device="cuda", dtype=torch.bfloat16)
         for bl in LEGACY_BLOCK_L:
             for direction in args.directions.split(","):
-                for (bd, w), st in [(c, st) for c in LEGACY_BLOCK_D_WARPS for st in LEGACY_STAGES]:
+                for (bd, w), st in [(c, st) for c in LEGACY_BLOCK_D_WARPS[direction] for st in LEGACY_STAGES]:
                     if bd * bl > 8192 or (direction == "bwd" and st > 1):
                         continue
                     if time.time() - started > args.budget_s:
