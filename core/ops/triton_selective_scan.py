@@ -339,9 +339,12 @@ def _launch_config(direction: str, dim: int, groups: int, n_state: int, length: 
     block_n = triton.next_power_of_2(n_state)
     if direction in _CONFIG_OVERRIDE:
         block_d, block_l, warps, stages = _CONFIG_OVERRIDE[direction]
-    else:  # measured on an H100 (benchmarks/results/raw/sweep_bwd_block_h100.json): one channel
-        # and one warp per backward program is 1.6-1.8x faster than 4 channels on 2 warps
-        block_d, block_l, warps, stages = (8, 256, 4, 2) if direction == "fwd" else (1, 256, 1, 1)
+    else:  # backward: one channel and one warp per program is 1.6-1.8x faster than 4 channels
+        # on 2 warps (H100, results/raw/sweep_bwd_block_h100.json); 128-step chunks beat 256 by
+        # 5-14% on the H200 at all four benchmark shapes (results/raw/scan_bwd_chunk_atomics_h200.log).
+        # The forward's (4, 128, 1 warp) was 9% faster at (8, 1536, 2048) on the H200
+        # (results/raw/tune_fwd_legacy_h200.json) but is not yet measured at other shapes.
+        block_d, block_l, warps, stages = (8, 256, 4, 2) if direction == "fwd" else (1, 128, 1, 1)
     block_l = min(block_l, max(16, triton.next_power_of_2(length)))
     while block_d > 1 and (dim // groups) % block_d:
         block_d //= 2
