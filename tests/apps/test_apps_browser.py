@@ -96,6 +96,30 @@ def seconds_heard(text: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def record_one_second(driver, attempts: int = 3, timeout: float = 45.0) -> str:
+    """Start the fake microphone and wait until the app reports a second of streamed audio.
+
+    On a busy 2-core CI machine the first start can be lost (the media stream opens after the
+    click, or the first chunks queue behind the server's start-up work); the user's remedy is to
+    press record again, and so does this. Fails with what the page and the browser console said.
+    """
+    live_info = lambda: text_of(driver, "#audio-live-info")  # noqa: E731
+    for attempt in range(attempts):
+        click(driver, "#audio-mic .record-button")
+        try:
+            return wait_for(driver, lambda: seconds_heard(live_info()) >= 1.0 and live_info(),
+                            timeout, "a second of streamed audio")
+        except AssertionError:
+            if attempt == attempts - 1:
+                console = [e.get("message", "") for e in driver.get_log("browser")][-10:]
+                raise AssertionError(f"no second of streamed audio after {attempts} starts of "
+                                     f"{timeout:.0f} s; live info: {live_info()!r}; console: {console}")
+            driver.execute_script("const b = document.querySelector('#audio-mic .stop-button'); if (b) b.click();")
+            wait_for(driver, lambda: driver.execute_script(
+                "return !!document.querySelector('#audio-mic .record-button');"), 20, "the record button")
+    raise AssertionError("unreachable")
+
+
 def shoot(driver, folder: Path, name: str) -> Path:
     driver.execute_script("window.scrollTo(0, 0);")
     for _ in range(2):   # the page scrolls inside Gradio's container: size the window to the last element
@@ -145,10 +169,7 @@ def test_one_prediction_per_tab_in_chromium(browser, server, shots, shipped_visi
     click(d, "#tab-audio button[role=tab]", 1)
     wait_for(d, lambda: d.execute_script("return !!document.querySelector('#audio-mic .record-button');"), 20,
              "the record button")
-    click(d, "#audio-mic .record-button")
-    live_info = lambda: text_of(d, "#audio-live-info")  # noqa: E731
-    heard = wait_for(d, lambda: seconds_heard(live_info()) >= 1.0 and live_info(),
-                     90, "a second of streamed audio")   # real time, plus a busy CI machine
+    heard = record_one_second(d)
     assert "resampled to 16 kHz on the fly" in heard and text_of(d, "#audio-live-label .output-class")
     shoot(d, shots, "3-keyword-spotting-live")
     click(d, "#audio-mic .stop-button")
