@@ -53,6 +53,8 @@ class TSConfig:
     revin: bool = True
     revin_affine: bool = False
     linear_path: bool = False        # add a linear map of the (normalised) window to the forecast
+    linear_init: str = "default"     # "least_squares": the recipe fits the linear path on the training
+                                     # windows and zeroes the network's output layer before training
     dropout: float = 0.1
     head_dropout: float = 0.0
     output_index: Optional[int] = None   # forecast one variable (features "MS")
@@ -74,6 +76,8 @@ class TSConfig:
             raise ValueError(f"output_index {self.output_index} out of range for {self.n_vars} variables")
         if self.tokenizer not in ("patch", "variate", "timestep"):
             raise ValueError(f"tokenizer: expected 'patch', 'variate' or 'timestep', got {self.tokenizer!r}")
+        if self.linear_init not in ("default", "least_squares"):
+            raise ValueError(f"linear_init: expected 'default' or 'least_squares', got {self.linear_init!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -123,6 +127,73 @@ class Forecaster(PretrainedMixin, nn.Module):
 
     def forecast_normalized(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def output_layer(self) -> Optional[nn.Linear]:
+        """The network's last linear map (zeroed by ``fit_linear_path``); ``None`` if it has none."""
+        head = getattr(self, "head", None)
+        if isinstance(head, FlattenHead):
+            return head.proj
+        if isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear):
+            return head[-1]
+        return head if isinstance(head, nn.Linear) else None
+
+    @torch.no_grad()
+    def fit_linear_path(self, series: torch.Tensor, ridge: float = 1e-4, zero_network: bool = True,
+                        max_windows: int = 20000) -> dict[str, float]:
+        """Fit the linear path by least squares on every window of ``series (T, n_vars)`` (the
+        standardised training split), on the scale the model forecasts (after RevIN), so that the
+        forecaster starts as the best linear map of the window and the network learns what remains.
+
+        ``ridge``: Tikhonov term relative to the mean diagonal of the normal equations (float64).
+        ``zero_network``: zero the network's output layer, so the initial forecast is the linear
+        one exactly. Windows are taken with a stride that keeps at most ``max_windows``. Returns the
+        training MSE of the fitted map (on the series' scale, as the training loss) and the number
+        of windows used.
+        """
+        c = self.config
+        if self.linear is None:
+            raise ValueError("fit_linear_path: the model has no linear path (set linear_path=True)")
+        if not isinstance(series, torch.Tensor) or series.dim() != 2 or series.shape[1] != c.n_vars:
+            raise ValueError(f"fit_linear_path: expected series (T, {c.n_vars}), got "
+                             f"{tuple(series.shape) if isinstance(series, torch.Tensor) else type(series).__name__}")
+        span = c.seq_len + c.pred_len
+        if series.shape[0] < span:
+            raise ValueError(f"fit_linear_path: {series.shape[0]} rows, fewer than one window of "
+                             f"seq_len + pred_len = {span}")
+        if not torch.isfinite(series).all():
+            raise ValueError("fit_linear_path: series contains NaN or Inf")
+        n_windows = series.shape[0] - span + 1
+        stride = max(1, -(-n_windows // max_windows))
+        windows = series.double().unfold(0, span, stride).transpose(1, 2)    # (n, span, C)
+        x, y = windows[:, :c.seq_len], windows[:, c.seq_len:]
+        scale = torch.ones_like(x[:, :1])                                    # (n, 1, C)
+        if self.revin is not None:
+            x, stats = self.revin.normalize(x)
+            y, _ = self.revin.normalize(y, stats)
+            # The loss is taken after denormalising: a window's errors count times its std (and
+            # near-constant windows, whose normalised values are huge, count for nearly nothing).
+            scale = stats[1] / (self.revin.affine_weight.double() if self.revin.affine else 1.0)
+        if c.output_index is not None:                # only the target's map is scored
+            keep = slice(c.output_index, c.output_index + 1)
+            x, y, scale = x[..., keep], y[..., keep], scale[..., keep]
+        weight = scale.transpose(1, 2).reshape(-1, 1)                          # (n*C, 1)
+        rows = torch.cat([x.transpose(1, 2).reshape(-1, c.seq_len), x.new_ones(x.shape[0] * x.shape[2], 1)], 1)
+        targets = y.transpose(1, 2).reshape(-1, c.pred_len)
+        rows, targets = rows * weight, targets * weight
+        gram = rows.T @ rows
+        gram += ridge * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=gram.dtype)
+        solution = torch.linalg.solve(gram, rows.T @ targets)                 # (L + 1, H)
+        self.linear.weight.copy_(solution[:-1].T)
+        self.linear.bias.copy_(solution[-1])
+        if zero_network:
+            out = self.output_layer()
+            if out is None:
+                raise ValueError(f"fit_linear_path: {type(self).__name__} has no output layer to zero")
+            out.weight.zero_()
+            if out.bias is not None:
+                out.bias.zero_()
+        mse = ((rows @ solution - targets) ** 2).mean().item()
+        return {"train_mse": mse, "windows": int(windows.shape[0])}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (B, seq_len, n_vars)`` -> forecast ``(B, pred_len, n_vars)`` (``(B, pred_len, 1)``

@@ -78,8 +78,11 @@ def build_model(model_opts: dict, sets: dict[str, ForecastDataset]) -> torch.nn.
         raise ValueError(f"model.name: expected one of {sorted(MODELS)}, got {name!r}")
     train = sets["train"]
     out = train.target_index if train.features == "MS" else None
-    return MODELS[name](TSConfig(seq_len=train.seq_len, pred_len=train.pred_len, n_vars=train.n_vars,
-                                 output_index=out, **opts))
+    model = MODELS[name](TSConfig(seq_len=train.seq_len, pred_len=train.pred_len, n_vars=train.n_vars,
+                                  output_index=out, **opts))
+    if model.config.linear_path and model.config.linear_init == "least_squares":
+        model.fit_linear_path(torch.from_numpy(train.data))     # the training split only
+    return model
 
 
 def _train_baseline(name: str, config: TrainConfig, sets: dict, metrics: list) -> dict:

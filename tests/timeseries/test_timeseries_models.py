@@ -176,3 +176,60 @@ def test_linear_path_adds_a_linear_map_of_the_normalised_window(name):
     # DLinear is linear already and the streaming model has no window: both leave the extra path out
     assert create_model("dlinear", **TINY, linear_path=True).linear is None
     assert create_model("stepmamba", **TINY, linear_path=True).linear is None
+
+
+def _window_loss(model, series: torch.Tensor) -> torch.Tensor:
+    """Training loss of ``model`` over every window of ``series (T, C)`` (MSE on the series' scale)."""
+    c = model.config
+    windows = series.unfold(0, c.seq_len + c.pred_len, 1).transpose(1, 2)
+    y = windows[:, c.seq_len:]
+    if c.output_index is not None:
+        y = y[..., c.output_index:c.output_index + 1]
+    return (model(windows[:, :c.seq_len]) - y).pow(2).mean()
+
+
+@pytest.mark.parametrize("revin_affine", [False, True])
+@pytest.mark.parametrize("output_index", [None, 1])
+@pytest.mark.parametrize("name", ["patchmamba", "smamba", "patchtst"])
+def test_least_squares_linear_path_minimises_the_training_loss(name, output_index, revin_affine):
+    # A random walk whose variables have very different scales: the fitted map must minimise the
+    # loss as training measures it (after RevIN is undone), so its gradient vanishes there.
+    series = torch.randn(300, 3, dtype=torch.float64).cumsum(0) * torch.tensor([0.1, 1.0, 5.0], dtype=torch.float64)
+    model = create_model(name, **TINY, linear_path=True, revin=True, revin_affine=revin_affine,
+                         output_index=output_index).double().eval()
+    if revin_affine:   # a non-trivial affine map inside RevIN
+        with torch.no_grad():
+            model.revin.affine_weight.copy_(torch.tensor([0.5, 2.0, 1.5]))
+            model.revin.affine_bias.copy_(torch.tensor([0.1, -0.3, 0.2]))
+    info = model.fit_linear_path(series, ridge=0.0)
+    assert info["windows"] == 300 - 40 + 1
+    out = model.output_layer()
+    assert out is not None and out.weight.abs().sum() == 0          # the network starts silent
+    loss = _window_loss(model, series)
+    torch.testing.assert_close(loss.item(), info["train_mse"], rtol=1e-6, atol=0)
+    loss.backward()
+    grad = torch.cat([model.linear.weight.grad.flatten(), model.linear.bias.grad])
+    # ...while a small step away from the fit raises the loss and has a clear gradient
+    with torch.no_grad():
+        model.linear.weight.add_(1e-2 * torch.randn_like(model.linear.weight))
+    assert _window_loss(model, series).item() > info["train_mse"]
+    model.zero_grad()
+    _window_loss(model, series).backward()
+    moved = torch.cat([model.linear.weight.grad.flatten(), model.linear.bias.grad])
+    assert grad.norm() < 1e-6 * moved.norm()
+
+
+def test_least_squares_linear_path_bad_input():
+    model = create_model("patchmamba", **TINY, linear_path=True)
+    with pytest.raises(ValueError, match=r"expected series \(T, 3\)"):
+        model.fit_linear_path(torch.randn(100, 2))
+    with pytest.raises(ValueError, match="fewer than one window"):
+        model.fit_linear_path(torch.randn(39, 3))
+    bad = torch.randn(100, 3)
+    bad[5, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit_linear_path(bad)
+    with pytest.raises(ValueError, match="no linear path"):
+        create_model("patchmamba", **TINY).fit_linear_path(torch.randn(100, 3))
+    with pytest.raises(ValueError, match="linear_init"):
+        create_model("patchmamba", **TINY, linear_path=True, linear_init="ols")
