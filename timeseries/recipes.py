@@ -165,5 +165,19 @@ def _register() -> None:
                                 description=f"{model} on {csv_name}, look-back 96, horizon {horizon}; checkpoint "
                                             "selected on validation, test scored once (baselines likewise)")
 
+                if model == "dlinear":
+                    continue
+
+                def config_v3(dataset=dataset, model=model, horizon=horizon) -> TrainConfig:
+                    config = config_v2(dataset, model, horizon)
+                    config.model.update(linear_path=True, linear_init="least_squares")
+                    config.output_dir = config.output_dir.replace("-v2", "-v3")
+                    return config
+                register_recipe("timeseries", f"{dataset}-{model}-h{horizon}", 3, build, config=config_v3,
+                                description=f"{model} on {csv_name}, look-back 96, horizon {horizon}, beside a "
+                                            "linear path fitted by least squares on the training split (the "
+                                            "network starts silent and learns the remainder); checkpoint "
+                                            "selected on validation, test scored once (baselines likewise)")
+
 
 _register()

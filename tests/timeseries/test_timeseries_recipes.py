@@ -24,6 +24,12 @@ def test_every_dataset_model_horizon_is_registered():
     config = find_recipe("timeseries", "etth2-smamba-h336").config()
     assert config.data["name"] == "ETTh2" and config.data["pred_len"] == 336
     assert config.data["baselines"] == ["dlinear", "patchtst"]
+    # the newest version adds the least-squares linear path; v2 stays as it was recorded
+    assert config.model["linear_path"] and config.model["linear_init"] == "least_squares"
+    assert config.data["selection"] == "val"
+    v2 = find_recipe("timeseries", "etth2-smamba-h336@2").config()
+    assert "linear_path" not in v2.model and v2.output_dir.endswith("-v2")
+    assert find_recipe("timeseries", "etth1-dlinear-h96").version == 2      # linear already
 
 
 def _waves_csv(tmp_path) -> Path:
