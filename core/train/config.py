@@ -69,6 +69,9 @@ class TrainConfig:
     grad_accum: int = field(default=1, metadata={"help": "micro-batches accumulated per optimizer step"})
     eval_batch_size: int = field(default=0, metadata={"help": "per-process eval batch; 0 = the training micro-batch"})
     eval_every: int = field(default=0, metadata={"help": "evaluate every N steps; 0 = at the end of each epoch"})
+    patience: int = field(default=0, metadata={
+        "help": "stop after this many evaluations in a row without a new best metric_for_best (the "
+                "best checkpoint is kept); 0 = train to the end"})
     log_every: int = field(default=10, metadata={"help": "write a train record every N steps"})
     save_every: int = field(default=0, metadata={"help": "checkpoint every N steps; 0 = at every evaluation"})
     keep_last: int = field(default=2, metadata={"help": "step checkpoints to keep (best/ is kept separately)"})
@@ -92,7 +95,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "grad_accum", "log_every"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, f"{name} must be an int >= 1, got {value!r}")
-        for name in ("max_steps", "eval_batch_size", "eval_every", "save_every", "num_workers"):
+        for name in ("max_steps", "eval_batch_size", "eval_every", "save_every", "num_workers", "patience"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 0, f"{name} must be an int >= 0, got {value!r}")
         _check(isinstance(self.keep_last, int) and self.keep_last >= 1,

@@ -422,6 +422,13 @@ class _Trainer:
         self.final_metrics = metrics
         return metrics
 
+    def _patience_spent(self) -> bool:
+        """True when the last ``patience`` evaluations brought no new best (patience 0: never)."""
+        if not self.config.patience or self.best_step is None:
+            return False
+        stale = sum(1 for r in self.history.records if r.get("split") == "eval" and r["step"] > self.best_step)
+        return stale >= self.config.patience
+
     def _evaluate_on(self, data: Dataset) -> dict[str, float]:
         return _evaluate(self.model, data, self.loss_fn, self.metrics, self.info, self.eval_batch,
                          self.amp_dtype, self.collate_fn, self.predict_fn, self.config.num_workers)
@@ -495,8 +502,9 @@ class _Trainer:
         start_time = time.perf_counter()
         budget = budget_or_none(cfg.time_budget_min, self.step, info)
         window_loss, window_n, window_samples, window_tokens, window_start = 0.0, 0, 0, 0, start_time
+        stop_early = False
         try:
-            while self.step < self.total_steps:
+            while self.step < self.total_steps and not stop_early:
                 epoch, offset = divmod(self.step, self.steps_per_epoch)
                 sampler.set_epoch(epoch)
                 sampler.set_start(offset * accum * self.micro)
@@ -571,8 +579,10 @@ class _Trainer:
                                                        or (not cfg.eval_every and end_of_epoch)):
                         self._run_eval()
                         evaluated = True
+                        stop_early = not last and self._patience_spent()
                     saved = False
-                    if last or (cfg.save_every and self.step % cfg.save_every == 0) or (not cfg.save_every and evaluated):
+                    if last or stop_early or (cfg.save_every and self.step % cfg.save_every == 0) \
+                            or (not cfg.save_every and evaluated):
                         self._save()
                         saved = True
                     elif not cfg.save_every and self.eval_data is None and end_of_epoch:
@@ -580,6 +590,10 @@ class _Trainer:
                         saved = True
                     if evaluated or saved:  # keep eval / checkpoint time out of the throughput
                         window_start += time.perf_counter() - pause_start
+                    if stop_early:
+                        self._log(f"early stop at step {self.step}: {cfg.metric_for_best} has not improved for "
+                                  f"{cfg.patience} evaluations (best {self.best_value:.4f} at step {self.best_step})")
+                        break
         finally:
             self.progress.close()
         train_time = time.perf_counter() - start_time

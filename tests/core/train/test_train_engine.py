@@ -258,3 +258,30 @@ def test_time_budget_leaves_a_slow_start_out_of_the_speed_estimate(tmp_path):
     cfg = tiny_config(tmp_path, max_steps=60, batch_size=8, log_every=10, time_budget_min=12.0 / 60)
     res = fit(make_model(), TokenClassData(32), loss_fn=SlowStartLoss(5, 1.0), config=cfg)
     assert res.step == 60
+
+
+def test_patience_stops_after_evaluations_without_a_new_best(tmp_path):
+    from mambakit.train import Metric
+
+    # A scripted metric: best at the 2nd evaluation, then worse twice -> stop at the 4th (step 8)
+    scores = iter([0.5, 0.3, 0.4, 0.35, 0.2, 0.1, 0.1, 0.1])
+    metric = Metric("scripted", lambda y_true, y_score: next(scores), greater_is_better=False)
+    cfg = tiny_config(tmp_path / "a", max_steps=16, eval_every=2, metric_for_best="scripted", patience=2,
+                      keep_last=1)
+    model = make_model()
+    test = TokenClassData(11, seed=3)
+    result = fit(model, TokenClassData(24), TokenClassData(9, seed=2), loss_fn=ce_loss, metrics=[metric],
+                 config=cfg, test_data=test)
+    evals = [r["step"] for r in result.history if r["split"] == "eval"]
+    assert evals == [2, 4, 6, 8] and result.step == 8
+    assert result.best_step == 4 and result.best_metric == pytest.approx(0.3)
+    # the stopping point is checkpointed, and test is scored with the best weights (step 4)
+    assert [p.name for p in list_checkpoints(tmp_path / "a" / "checkpoints")] == ["step-00000008"]
+    assert [r["step"] for r in result.history if r["split"] == "test"] == [4]
+    # patience 0 trains to the end
+    scores = iter([0.5, 0.3, 0.4, 0.35, 0.2, 0.1, 0.1, 0.1])
+    full = fit(make_model(), TokenClassData(24), TokenClassData(9, seed=2), loss_fn=ce_loss, metrics=[metric],
+               config=tiny_config(tmp_path / "b", max_steps=16, eval_every=2, metric_for_best="scripted"))
+    assert full.step == 16 and full.best_step == 12
+    with pytest.raises(ValueError, match="patience"):
+        tiny_config(tmp_path / "c", patience=-1).validate()
