@@ -13,8 +13,11 @@ Workloads (``--workloads``, comma-separated):
   lm_train                 24-layer d_model 768 Mamba-1 LM, forward+backward, batch 8 x 2048, bf16
   decode                   the same LM, one recurrent decoding step at batch 1
   block4k                  one Mamba-1 block, d_model 768, batch 1, L 4096, forward, bf16
+  ssd_fb                   the SSD scan, forward+backward, (4, 4096, 64 heads x 64, N 128), bf16
+  ssd_fb_mamba_ssm         the same with mamba_ssm's Triton SSD (needs --mamba-ssm-sdist)
 
 Usage (GPU):  python benchmarks/profile_gpu.py --out DIR [--workloads vim224,decode]
+              python benchmarks/profile_gpu.py --workloads ssd_fb,ssd_fb_mamba_ssm --mamba-ssm-sdist F.tar.gz
 Writes ``DIR/profile_<gpu>.json`` and prints one table per workload.
 """
 from __future__ import annotations
@@ -88,8 +91,40 @@ def _block4k() -> Callable[[], object]:
     return run
 
 
+SSD_SHAPE = (4, 4096, 64, 64, 128)   # batch, L, heads, headdim, N: the first Mamba-2 shape of kernels.py
+_MAMBA_SSM_SDIST: list[str] = []     # --mamba-ssm-sdist, for the ssd_fb_mamba_ssm workload
+
+
+def _ssd_fb(theirs: bool) -> Callable[[], object]:
+    """SSD forward+backward at ``SSD_SHAPE`` in bf16 (D, z, dt_bias, softplus), ours or mamba_ssm's."""
+    from kernels import MAMBA2_CHUNK, load_mamba2_baseline, make_mamba2_inputs
+
+    from mambakit.ops.ssd import ssd_chunk_scan
+
+    kw = make_mamba2_inputs(*SSD_SHAPE, torch.bfloat16, requires_grad=True)
+    grad = torch.randn(*SSD_SHAPE[:4], device="cuda", dtype=torch.bfloat16)
+    if theirs:
+        fn, note = load_mamba2_baseline(None, _MAMBA_SSM_SDIST[0] if _MAMBA_SSM_SDIST else None)
+        if fn is None:
+            raise RuntimeError(f"ssd_fb_mamba_ssm needs --mamba-ssm-sdist: {note}")
+
+        def forward():
+            return fn(kw["x"], kw["dt"], kw["A"], kw["B"], kw["C"], MAMBA2_CHUNK, D=kw["D"], z=kw["z"],
+                      dt_bias=kw["dt_bias"], dt_softplus=True)
+    else:
+        def forward():
+            return ssd_chunk_scan(**kw, chunk_size=MAMBA2_CHUNK, dt_softplus=True, impl="triton")
+
+    def run():
+        forward().backward(grad)
+        for v in kw.values():
+            v.grad = None
+    return run
+
+
 WORKLOADS = {"vim224": lambda: _vim(224), "vim1248": lambda: _vim(1248), "lm_train": _lm_train,
-             "decode": _decode, "block4k": _block4k}
+             "decode": _decode, "block4k": _block4k, "ssd_fb": lambda: _ssd_fb(False),
+             "ssd_fb_mamba_ssm": lambda: _ssd_fb(True)}
 
 
 def _kernel_rows(prof, top: int) -> tuple[list[dict], int, float]:
@@ -147,7 +182,11 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--out", default=".")
+    parser.add_argument("--mamba-ssm-sdist", default=None,
+                        help="mamba-ssm sdist (.tar.gz) whose Triton SSD the ssd_fb_mamba_ssm workload runs")
     args = parser.parse_args(argv)
+    if args.mamba_ssm_sdist:
+        _MAMBA_SSM_SDIST.append(args.mamba_ssm_sdist)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU")
     names = [w for w in args.workloads.split(",") if w]
