@@ -1,7 +1,10 @@
 """Fused CPU selective scan: Numba kernels for the forward and the backward.
 
-The CPU counterpart of the GPU kernel: one pass over ``u, delta, B, C`` per channel with the
-state ``h (N,)`` in registers, discretisation, D skip and SiLU(z) gating fused. Memory is
+The CPU counterpart of the GPU kernel: one pass over ``u, dt, B, C`` per channel with the
+state ``h (N,)`` in registers, discretisation and the D skip fused. The per-element work around
+the scan (dt = softplus(delta + bias), the SiLU(z) gate and their gradients) runs as vectorised
+torch ops before and after the kernels: as scalar libm calls inside them it cost as much as the
+scan itself at N = 16. Memory is
 ``O(B D L)``, never ``O(B D L N)``: the forward keeps the state only every ``CHECKPOINT`` steps,
 and the backward recomputes each checkpointed chunk's states before walking it in reverse.
 
@@ -22,6 +25,7 @@ from typing import Optional
 import numba
 import numpy as np
 import torch
+import torch.nn.functional as F
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
@@ -70,16 +74,11 @@ def _fast_exp_impl(x):
     return lambda x: math.exp(x)
 
 
-@numba.njit(inline="always")
-def _softplus(x):
-    return x if x > 20.0 else math.log1p(math.exp(x))
-
-
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def _forward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, h0, seq, softplus, has_D, has_z, has_bias,
-                    has_h0, has_seq, out, ypre, last, ckpt):
-    # u, delta, z, out, ypre: (Bt, D, L); A: (D, N); Bm, Cm: (Bt, G, L, N); last: (Bt, D, N)
-    # ckpt: (Bt, D, nchunks, N) state *before* the first step of each chunk
+def _forward_kernel(u, delta, A, Bm, Cm, Dv, h0, seq, has_D, has_h0, has_seq, out, last, ckpt):
+    # u, delta (already biased and softplus'd), out: (Bt, D, L); A: (D, N); Bm, Cm: (Bt, G, L, N);
+    # last: (Bt, D, N); ckpt: (Bt, D, nchunks, N) state *before* the first step of each chunk.
+    # out is C.h + D u, before any gate (the caller applies SiLU(z) with vectorised torch ops).
     batch, dim, length = u.shape
     groups = Bm.shape[1]
     n_state = A.shape[1]
@@ -90,6 +89,7 @@ def _forward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, h0, seq, softplus, has_D, 
         g = d // dg
         h = np.zeros(n_state, dtype=u.dtype)
         e = np.empty(n_state, dtype=u.dtype)
+        zero = np.zeros(1, dtype=u.dtype)[0]    # a literal 0.0 would make the sums float64
         if has_h0:
             for n in range(n_state):
                 h[n] = h0[b, d, n]
@@ -98,10 +98,6 @@ def _forward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, h0, seq, softplus, has_D, 
                 for n in range(n_state):
                     ckpt[b, d, t // CHECKPOINT, n] = h[n]
             dt = delta[b, d, t]
-            if has_bias:
-                dt += bias[d]
-            if softplus:
-                dt = _softplus(dt)
             if has_seq and t > 0 and seq[b, t] != seq[b, t - 1]:
                 for n in range(n_state):
                     h[n] = 0.0
@@ -114,25 +110,22 @@ def _forward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, h0, seq, softplus, has_D, 
                 e[n] = fast_exp(dt * A_row[n])
             for n in range(n_state):
                 h[n] = e[n] * h[n] + dtu * B_row[n]
-            acc = 0.0
+            acc = zero
             for n in range(n_state):
                 acc += h[n] * C_row[n]
             if has_D:
                 acc += Dv[d] * ut
-            if has_z:
-                ypre[b, d, t] = acc
-                zz = z[b, d, t]
-                acc = acc * zz / (1.0 + math.exp(-zz))
             out[b, d, t] = acc
         for n in range(n_state):
             last[b, d, n] = h[n]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def _backward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, seq, softplus, has_D, has_z, has_bias,
-                     has_seq, has_dlast, ypre, ckpt, dout, dlast, n_blocks,
-                     du, ddelta, dz, dh0, dA_p, dD_p, dbias_p, dB_p, dC_p):
-    # Partial sums: dA_p (Bt, D, N), dD_p / dbias_p (Bt, D) in float64; dB_p / dC_p
+def _backward_kernel(u, delta, A, Bm, Cm, Dv, seq, has_D, has_seq, has_dlast, ckpt, gy_all, dlast, n_blocks,
+                     du, ddelta, dh0, dA_p, dD_p, dB_p, dC_p):
+    # delta: the dt the forward used (biased, softplus'd); gy_all: the gradient w.r.t. the ungated
+    # output C.h + D u; ddelta: the gradient w.r.t. that dt (the caller chains softplus and bias).
+    # Partial sums: dA_p (Bt, D, N), dD_p (Bt, D) in float64; dB_p / dC_p
     # (Bt, n_blocks, G, L, N) in the compute dtype, summed over blocks in float64.
     batch, dim, length = u.shape
     groups = Bm.shape[1]
@@ -148,6 +141,9 @@ def _backward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, seq, softplus, has_D, has
         h = np.empty(n_state, dtype=u.dtype)
         dh = np.empty(n_state, dtype=u.dtype)
         dA_loc = np.empty(n_state, dtype=np.float64)
+        dA_chunk = np.empty(n_state, dtype=u.dtype)   # float32 inside a chunk keeps the loop vectorised
+        zero = np.zeros(1, dtype=u.dtype)[0]          # likewise the per-step sums below
+        one = np.ones(1, dtype=u.dtype)[0]
         for d in range(p * block, min(dim, (p + 1) * block)):
             g = d // dg
             for n in range(n_state):
@@ -162,11 +158,7 @@ def _backward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, seq, softplus, has_D, has
                 for t in range(t0, t1):
                     k = t - t0
                     dt = delta[b, d, t]
-                    if has_bias:
-                        dt += bias[d]
-                    if softplus:
-                        dt = _softplus(dt)
-                    keep = 0.0 if (has_seq and t > 0 and seq[b, t] != seq[b, t - 1]) else 1.0
+                    keep = zero if (has_seq and t > 0 and seq[b, t] != seq[b, t - 1]) else one
                     dtu = dt * u[b, d, t]
                     A_row = A[d]
                     B_row = Bm[b, g, t]
@@ -179,25 +171,19 @@ def _backward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, seq, softplus, has_D, has
                         hs_row[n] = h[n]
                 # Walk it backwards. a_t h_{t-1} = h_t - x_t, so no shifted state is needed and
                 # the inner loop has no branch (it vectorises over the state).
+                for n in range(n_state):
+                    dA_chunk[n] = 0.0
                 for t in range(t1 - 1, t0 - 1, -1):
                     k = t - t0
-                    raw = delta[b, d, t]
-                    if has_bias:
-                        raw += bias[d]
-                    dt = _softplus(raw) if softplus else raw
+                    dt = delta[b, d, t]
                     ut = u[b, d, t]
                     dtu = dt * ut
-                    gy = dout[b, d, t]
-                    if has_z:
-                        zz = z[b, d, t]
-                        sig = 1.0 / (1.0 + math.exp(-zz))
-                        dz[b, d, t] = gy * ypre[b, d, t] * sig * (1.0 + zz * (1.0 - sig))
-                        gy = gy * zz * sig
-                    du_t = 0.0
+                    gy = gy_all[b, d, t]
+                    du_t = zero
                     if has_D:
                         dD_p[b, d] += gy * ut
                         du_t = gy * Dv[d]
-                    ddt = 0.0
+                    ddt = zero
                     dB_row = dB_p[b, p, g, t]
                     dC_row = dC_p[b, p, g, t]
                     B_row = Bm[b, g, t]
@@ -211,13 +197,12 @@ def _backward_kernel(u, delta, A, Bm, Cm, Dv, z, bias, seq, softplus, has_D, has
                         du_t += gn * dt * bn
                         decayed = hn - dtu * bn                   # a_t h_{t-1}
                         ddt += gn * (A[d, n] * decayed + ut * bn)
-                        dA_loc[n] += gn * dt * decayed
+                        dA_chunk[n] += gn * dt * decayed
                         dh[n] = gn * decay[k, n]                  # dL/dh_{t-1} from step t
-                    if softplus:
-                        ddt *= 1.0 / (1.0 + math.exp(-raw))
                     du[b, d, t] = du_t
                     ddelta[b, d, t] = ddt
-                    dbias_p[b, d] += ddt
+                for n in range(n_state):
+                    dA_loc[n] += dA_chunk[n]
             for n in range(n_state):
                 dh0[b, d, n] = dh[n]
                 dA_p[b, d, n] = dA_loc[n]
@@ -240,6 +225,18 @@ def _grouped_time_last(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
     return t.detach().to(dtype).transpose(-1, -2).contiguous().numpy()
 
 
+def _discretisation_step(delta: torch.Tensor, delta_bias: Optional[torch.Tensor], softplus: bool,
+                         dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dt, raw)`` contiguous ``(Bt, D, L)`` in ``dtype``: ``raw = delta + bias``, ``dt = softplus(raw)``
+    (or ``raw``). Computed with torch's vectorised ops: inside the kernels these were scalar
+    transcendental calls on every step, as costly as the whole scan over a 16-state row."""
+    raw = delta.detach().to(dtype)
+    if delta_bias is not None:
+        raw = raw + delta_bias.detach().to(dtype).unsqueeze(-1)
+    dt = F.softplus(raw) if softplus else raw
+    return dt.contiguous(), raw
+
+
 def _seq_np(seq_idx: Optional[torch.Tensor]) -> np.ndarray:
     if seq_idx is None:
         return np.zeros((1, 1), dtype=np.int64)
@@ -258,15 +255,16 @@ def _fwd_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tens
     batch, dim, length = u.shape
     n_state = A.shape[1]
     out = torch.empty(batch, dim, length, dtype=dtype)
-    ypre = torch.empty(batch, dim, length if z is not None else 1, dtype=dtype)
     last = torch.empty(batch, dim, n_state, dtype=dtype)
     ckpt = torch.empty(batch, dim, (length + CHECKPOINT - 1) // CHECKPOINT, n_state, dtype=dtype)
-    _forward_kernel(_np(u, dtype), _np(delta, dtype), _np(A, dtype), _grouped_time_last(B, dtype),
-                    _grouped_time_last(C, dtype), _np(D, dtype), _np(z, dtype, 3), _np(delta_bias, dtype),
-                    _np(initial_state, dtype, 3), _seq_np(seq_idx), softplus, D is not None, z is not None,
-                    delta_bias is not None, initial_state is not None, seq_idx is not None,
-                    out.numpy(), ypre.numpy(), last.numpy(), ckpt.numpy())
-    return out, last, ckpt, ypre
+    dt, _ = _discretisation_step(delta, delta_bias, softplus, dtype)
+    _forward_kernel(_np(u, dtype), dt.numpy(), _np(A, dtype), _grouped_time_last(B, dtype),
+                    _grouped_time_last(C, dtype), _np(D, dtype), _np(initial_state, dtype, 3), _seq_np(seq_idx),
+                    D is not None, initial_state is not None, seq_idx is not None,
+                    out.numpy(), last.numpy(), ckpt.numpy())
+    if z is None:
+        return out, last, ckpt, torch.empty(batch, dim, 1, dtype=dtype)
+    return (out * F.silu(z.to(dtype))).contiguous(), last, ckpt, out   # layouts as the fake kernel says
 
 
 @_fwd_op.register_fake
@@ -291,26 +289,30 @@ def _bwd_op(dout: torch.Tensor, dlast: torch.Tensor, u: torch.Tensor, delta: tor
     groups, n_state = B.shape[1], A.shape[1]
     n_blocks = max(1, min(dim, 2 * numba.get_num_threads() // max(1, batch)))
     f64 = torch.float64
+    empty = torch.empty(0, dtype=dtype)
+    dt, raw = _discretisation_step(delta, delta_bias, softplus, dtype)
+    gy, dz = dout.to(dtype), empty
+    if z is not None:      # out = ypre * silu(z): the gate's gradients, vectorised
+        zz = z.to(dtype)
+        sig = torch.sigmoid(zz)
+        gy = gy * zz * sig
+        dz = (dout.to(dtype) * ypre * sig * (1.0 + zz * (1.0 - sig))).contiguous()
     du = torch.empty(batch, dim, length, dtype=dtype)
-    ddelta = torch.empty_like(du)
-    dz = torch.zeros(batch, dim, length if z is not None else 1, dtype=dtype)
+    ddt = torch.empty_like(du)
     dh0 = torch.empty(batch, dim, n_state, dtype=f64)
     dA_p = torch.zeros(batch, dim, n_state, dtype=f64)
     dD_p = torch.zeros(batch, dim, dtype=f64)
-    dbias_p = torch.zeros(batch, dim, dtype=f64)
     dB_p = torch.zeros(batch, n_blocks, groups, length, n_state, dtype=dtype)
     dC_p = torch.zeros_like(dB_p)
-    _backward_kernel(_np(u, dtype), _np(delta, dtype), _np(A, dtype), _grouped_time_last(B, dtype),
-                     _grouped_time_last(C, dtype), _np(D, dtype), _np(z, dtype, 3), _np(delta_bias, dtype),
-                     _seq_np(seq_idx), softplus, D is not None, z is not None, delta_bias is not None,
-                     seq_idx is not None, True, ypre.contiguous().numpy(), ckpt.contiguous().numpy(),
-                     _np(dout, dtype, 3), _np(dlast, dtype, 3), n_blocks, du.numpy(), ddelta.numpy(),
-                     dz.numpy(), dh0.numpy(), dA_p.numpy(), dD_p.numpy(), dbias_p.numpy(),
-                     dB_p.numpy(), dC_p.numpy())
-    empty = torch.empty(0, dtype=dtype)
+    _backward_kernel(_np(u, dtype), dt.numpy(), _np(A, dtype), _grouped_time_last(B, dtype),
+                     _grouped_time_last(C, dtype), _np(D, dtype), _seq_np(seq_idx), D is not None,
+                     seq_idx is not None, True, ckpt.contiguous().numpy(), gy.contiguous().numpy(),
+                     _np(dlast, dtype, 3), n_blocks, du.numpy(), ddt.numpy(), dh0.numpy(), dA_p.numpy(),
+                     dD_p.numpy(), dB_p.numpy(), dC_p.numpy())
+    ddelta = (ddt * torch.sigmoid(raw)).contiguous() if softplus else ddt    # softplus'(x) = sigmoid(x)
     return [du, ddelta, dA_p.sum(0), dB_p.sum(1, dtype=f64).transpose(-1, -2).contiguous(),
             dC_p.sum(1, dtype=f64).transpose(-1, -2).contiguous(), dD_p.sum(0) if D is not None else empty,
-            dz if z is not None else empty, dbias_p.sum(0) if delta_bias is not None else empty, dh0]
+            dz, ddelta.sum((0, 2), dtype=f64) if delta_bias is not None else empty, dh0]
 
 
 @_bwd_op.register_fake
