@@ -226,15 +226,18 @@ def _grouped_time_last(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
 
 
 def _discretisation_step(delta: torch.Tensor, delta_bias: Optional[torch.Tensor], softplus: bool,
-                         dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(dt, raw)`` contiguous ``(Bt, D, L)`` in ``dtype``: ``raw = delta + bias``, ``dt = softplus(raw)``
-    (or ``raw``). Computed with torch's vectorised ops: inside the kernels these were scalar
-    transcendental calls on every step, as costly as the whole scan over a 16-state row."""
+                         dtype: torch.dtype, with_slope: bool = False
+                         ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(dt, slope)``: ``dt = softplus(delta + bias)`` (or ``delta + bias``) contiguous
+    ``(Bt, D, L)`` in ``dtype``, and with ``with_slope`` its derivative ``sigmoid(delta + bias)``
+    (``None`` without softplus). Computed with torch's vectorised ops: inside the kernels these
+    were scalar transcendental calls on every step, as costly as the whole scan over a 16-state row."""
     raw = delta.detach().to(dtype)
     if delta_bias is not None:
         raw = raw + delta_bias.detach().to(dtype).unsqueeze(-1)
-    dt = F.softplus(raw) if softplus else raw
-    return dt.contiguous(), raw
+    if not softplus:
+        return raw.contiguous(), None
+    return F.softplus(raw).contiguous(), torch.sigmoid(raw) if with_slope else None
 
 
 def _seq_np(seq_idx: Optional[torch.Tensor]) -> np.ndarray:
@@ -262,9 +265,11 @@ def _fwd_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tens
                     _grouped_time_last(C, dtype), _np(D, dtype), _np(initial_state, dtype, 3), _seq_np(seq_idx),
                     D is not None, initial_state is not None, seq_idx is not None,
                     out.numpy(), last.numpy(), ckpt.numpy())
+    del dt
     if z is None:
         return out, last, ckpt, torch.empty(batch, dim, 1, dtype=dtype)
-    return (out * F.silu(z.to(dtype))).contiguous(), last, ckpt, out   # layouts as the fake kernel says
+    gated = F.silu(z.to(dtype)).contiguous()   # a fresh tensor: the product is taken in place
+    return gated.mul_(out), last, ckpt, out
 
 
 @_fwd_op.register_fake
@@ -290,13 +295,14 @@ def _bwd_op(dout: torch.Tensor, dlast: torch.Tensor, u: torch.Tensor, delta: tor
     n_blocks = max(1, min(dim, 2 * numba.get_num_threads() // max(1, batch)))
     f64 = torch.float64
     empty = torch.empty(0, dtype=dtype)
-    dt, raw = _discretisation_step(delta, delta_bias, softplus, dtype)
+    dt, slope = _discretisation_step(delta, delta_bias, softplus, dtype, with_slope=True)
     gy, dz = dout.to(dtype), empty
-    if z is not None:      # out = ypre * silu(z): the gate's gradients, vectorised
+    if z is not None:      # out = ypre * silu(z): the gate's gradients, vectorised, in place on fresh tensors
         zz = z.to(dtype)
-        sig = torch.sigmoid(zz)
-        gy = gy * zz * sig
-        dz = (dout.to(dtype) * ypre * sig * (1.0 + zz * (1.0 - sig))).contiguous()
+        sig = torch.sigmoid(zz).contiguous()
+        dz = (1.0 - sig).mul_(zz).add_(1.0).mul_(sig).mul_(ypre).mul_(gy)          # g ypre sig (1 + z (1 - sig))
+        gy = sig.mul_(zz).mul_(gy)                                                    # g z sig
+        del zz, sig
     du = torch.empty(batch, dim, length, dtype=dtype)
     ddt = torch.empty_like(du)
     dh0 = torch.empty(batch, dim, n_state, dtype=f64)
@@ -309,7 +315,7 @@ def _bwd_op(dout: torch.Tensor, dlast: torch.Tensor, u: torch.Tensor, delta: tor
                      seq_idx is not None, True, ckpt.contiguous().numpy(), gy.contiguous().numpy(),
                      _np(dlast, dtype, 3), n_blocks, du.numpy(), ddt.numpy(), dh0.numpy(), dA_p.numpy(),
                      dD_p.numpy(), dB_p.numpy(), dC_p.numpy())
-    ddelta = (ddt * torch.sigmoid(raw)).contiguous() if softplus else ddt    # softplus'(x) = sigmoid(x)
+    ddelta = ddt.mul_(slope) if softplus else ddt                                # softplus'(x) = sigmoid(x)
     return [du, ddelta, dA_p.sum(0), dB_p.sum(1, dtype=f64).transpose(-1, -2).contiguous(),
             dC_p.sum(1, dtype=f64).transpose(-1, -2).contiguous(), dD_p.sum(0) if D is not None else empty,
             dz, ddelta.sum((0, 2), dtype=f64) if delta_bias is not None else empty, dh0]
