@@ -244,18 +244,22 @@ def cmd_plot(args) -> int:
     run = Path(args.run)
     config = TrainConfig.load(run / "train_config.json")
     sets = build_datasets(config.data)
-    models = {}
+    models, kinds = {}, set()
     for label, folder, model_cfg in [(config.model["name"], run, config.model)] + [
             (b, run / "baselines" / b, TrainConfig.load(run / "baselines" / b / "train_config.json").model)
             for b in config.data.get("baselines", []) if (run / "baselines" / b / "train_config.json").is_file()]:
-        weights = ckpt.latest_checkpoint(folder / "checkpoints")
+        best = folder / "checkpoints" / ckpt.BEST          # what the recorded test metrics used
+        weights = best if (best / ckpt.WEIGHTS).is_file() else ckpt.latest_checkpoint(folder / "checkpoints")
         if weights is None:
             raise FileNotFoundError(f"no checkpoint in {folder / 'checkpoints'}")
+        kinds.add("best-on-validation" if weights == best else "last-step")
         model = build_model(model_cfg, sets)
         ckpt.load_weights(weights, model)
         models[label] = model
-    path = plot_forecasts(models, sets["test"], args.png, variable=args.variable,
-                          title=f"{run.name}: test-split forecasts of {args.variable} (last-step weights)")
+    test = sets["test"]
+    path = plot_forecasts(models, test, args.png, variable=args.variable,
+                          title=f"{test.name}, horizon {test.pred_len}: test-split forecasts of {args.variable} "
+                                f"({' / '.join(sorted(kinds))} weights)")
     print(f"wrote {path}")
     return 0
 
