@@ -164,7 +164,7 @@ class Forecaster(PretrainedMixin, nn.Module):
             raise ValueError("fit_linear_path: series contains NaN or Inf")
         n_windows = series.shape[0] - span + 1
         stride = max(1, -(-n_windows // max_windows))
-        windows = series.double().unfold(0, span, stride).transpose(1, 2)    # (n, span, C)
+        windows = series.to(self.linear.weight.device, torch.float64).unfold(0, span, stride).transpose(1, 2)  # (n, span, C)
         x, y = windows[:, :c.seq_len], windows[:, c.seq_len:]
         scale = torch.ones_like(x[:, :1])                                    # (n, 1, C)
         if self.revin is not None:
@@ -181,7 +181,7 @@ class Forecaster(PretrainedMixin, nn.Module):
         targets = y.transpose(1, 2).reshape(-1, c.pred_len)
         rows, targets = rows * weight, targets * weight
         gram = rows.T @ rows
-        gram += ridge * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=gram.dtype)
+        gram += ridge * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
         solution = torch.linalg.solve(gram, rows.T @ targets)                 # (L + 1, H)
         self.linear.weight.copy_(solution[:-1].T)
         self.linear.bias.copy_(solution[-1])
