@@ -164,7 +164,8 @@ class Forecaster(PretrainedMixin, nn.Module):
             raise ValueError("fit_linear_path: series contains NaN or Inf")
         n_windows = series.shape[0] - span + 1
         stride = max(1, -(-n_windows // max_windows))
-        windows = series.to(self.linear.weight.device, torch.float64).unfold(0, span, stride).transpose(1, 2)  # (n, span, C)
+        series = series.to(self.linear.weight.device, torch.float64)
+        windows = series.unfold(0, span, stride).transpose(1, 2)                # (n, span, C)
         x, y = windows[:, :c.seq_len], windows[:, c.seq_len:]
         scale = torch.ones_like(x[:, :1])                                    # (n, 1, C)
         if self.revin is not None:
