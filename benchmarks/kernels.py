@@ -396,34 +396,49 @@ def bench_mamba2(rows: list, mamba2_fn, fla_fn, bandwidth: float, with_reference
         torch.cuda.empty_cache()
 
 
+E2E_LAYERS = {  # our ssm_cfg, mamba_ssm's ssm_cfg (its unfused paths need no causal_conv1d)
+    "Mamba-1": ({"d_state": 16}, {"use_fast_path": False}),
+    "Mamba-2": ({"layer": "Mamba2", "d_state": 128, "headdim": 64},
+                {"layer": "Mamba2", "d_state": 128, "headdim": 64, "use_mem_eff_path": False}),
+}
+
+
 def bench_e2e(rows: list, mamba_ssm, batch: int = 8, length: int = 2048) -> None:
+    """A 24-layer d_model 768 language model of each layer kind, forward+backward in bf16 autocast."""
     import triton
-    torch.manual_seed(0)
-    models = {"mambakit": mambakit.MambaLMHeadModel(d_model=768, n_layer=24, vocab_size=256,
-                                                    ssm_cfg={"d_state": 16}).cuda()}
-    if mamba_ssm is not None:
-        from mamba_ssm.models.config_mamba import MambaConfig as TheirConfig
-        from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel as TheirLM
-        models["mamba_ssm"] = TheirLM(TheirConfig(d_model=768, n_layer=24, vocab_size=256,
-                                                  ssm_cfg={"use_fast_path": False})).cuda()
     ids = torch.randint(0, 256, (batch, length), device="cuda")
-    result = {}
-    for name, model in models.items():
-        def step():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = model(ids)
-                logits = out.logits if hasattr(out, "logits") else out
-                loss = logits.float().logsumexp(-1).mean()
-            loss.backward()
-        try:
-            ms = triton.testing.do_bench(step, warmup=3, rep=20, grad_to_none=list(model.parameters()),
-                                         return_mode="median")
-            result[name] = {"ms_per_step": ms, "tokens_per_s": batch * length / (ms * 1e-3)}
-        except Exception as err:
-            result[name] = {"error": f"{type(err).__name__}: {err}"[:300]}
-        print(f"  e2e {name}: {result[name]}", flush=True)
-    rows.append({"section": "e2e", "model": "24 x d768 Mamba-1 LM, bf16 autocast", "batch": batch,
-                 "length": length, "results": result})
+    for layer, (ours_cfg, their_cfg) in E2E_LAYERS.items():
+        torch.manual_seed(0)
+        models = {"mambakit": lambda: mambakit.MambaLMHeadModel(
+            d_model=768, n_layer=24, vocab_size=256, ssm_cfg=dict(ours_cfg))}
+        if mamba_ssm is not None:
+            from mamba_ssm.models.config_mamba import MambaConfig as TheirConfig
+            from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel as TheirLM
+            models["mamba_ssm"] = lambda: TheirLM(TheirConfig(d_model=768, n_layer=24, vocab_size=256,
+                                                              ssm_cfg=dict(their_cfg)))
+        result = {}
+        for name, build in models.items():
+            try:
+                model = build().cuda()
+
+                def step():
+                    with torch.autocast("cuda", dtype=torch.bfloat16):
+                        out = model(ids)
+                        logits = out.logits if hasattr(out, "logits") else out
+                        loss = logits.float().logsumexp(-1).mean()
+                    loss.backward()
+                torch.cuda.reset_peak_memory_stats()
+                ms = triton.testing.do_bench(step, warmup=3, rep=20, grad_to_none=list(model.parameters()),
+                                             return_mode="median")
+                result[name] = {"ms_per_step": ms, "tokens_per_s": batch * length / (ms * 1e-3),
+                                "peak_mb": torch.cuda.max_memory_allocated() / 2**20}
+                del model
+            except Exception as err:
+                result[name] = {"error": f"{type(err).__name__}: {err}"[:300]}
+            torch.cuda.empty_cache()
+            print(f"  e2e {layer} {name}: {result[name]}", flush=True)
+        rows.append({"section": "e2e", "model": f"24 x d768 {layer} LM, bf16 autocast", "batch": batch,
+                     "length": length, "results": result})
 
 
 def apply_scan_config(spec: str) -> None:

@@ -13,6 +13,7 @@ Workloads (``--workloads``, comma-separated):
   lm_train                 24-layer d_model 768 Mamba-1 LM, forward+backward, batch 8 x 2048, bf16
   decode                   the same LM, one recurrent decoding step at batch 1
   block4k                  one Mamba-1 block, d_model 768, batch 1, L 4096, forward, bf16
+  block4k_m2               the same with a Mamba-2 block (d_state 128, headdim 64)
   ssd_fb                   the SSD scan, forward+backward, (4, 4096, 64 heads x 64, N 128), bf16
   ssd_fb_mamba_ssm         the same with mamba_ssm's Triton SSD (needs --mamba-ssm-sdist)
 
@@ -81,8 +82,9 @@ def _decode() -> Callable[[], object]:
     return run
 
 
-def _block4k() -> Callable[[], object]:
-    block = mambakit.Mamba(768).cuda().to(torch.bfloat16).eval()
+def _block4k(layer: str = "Mamba1") -> Callable[[], object]:
+    block = (mambakit.Mamba(768) if layer == "Mamba1" else mambakit.Mamba2(768, d_state=128, headdim=64))
+    block = block.cuda().to(torch.bfloat16).eval()
     x = torch.randn(1, 4096, 768, device="cuda", dtype=torch.bfloat16)
 
     def run():
@@ -123,7 +125,8 @@ def _ssd_fb(theirs: bool) -> Callable[[], object]:
 
 
 WORKLOADS = {"vim224": lambda: _vim(224), "vim1248": lambda: _vim(1248), "lm_train": _lm_train,
-             "decode": _decode, "block4k": _block4k, "ssd_fb": lambda: _ssd_fb(False),
+             "decode": _decode, "block4k": _block4k, "block4k_m2": lambda: _block4k("Mamba2"),
+             "ssd_fb": lambda: _ssd_fb(False),
              "ssd_fb_mamba_ssm": lambda: _ssd_fb(True)}
 
 
