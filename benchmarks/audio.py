@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import median_ms  # noqa: E402
+from timing import device_tag, median_ms  # noqa: E402
 
 
 def _bench(fn, device: torch.device, reps: int) -> float:
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
             print(f"  {k}: {v}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tag = "cpu" if device.type == "cpu" else torch.cuda.get_device_name().split()[-1].lower().replace(" ", "_")
+    tag = device_tag(device)
     path = out / f"audio_{tag}{'_smoke' if args.cpu_smoke else ''}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nwrote {path}")

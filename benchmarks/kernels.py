@@ -45,6 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from third_party import install_mamba_ssm_python, try_fla, try_mamba_ssm  # noqa: E402
+from timing import gpu_tag  # noqa: E402
 
 import mambakit  # noqa: E402
 from mambakit.ops.selective_scan import selective_scan, selective_scan_reference  # noqa: E402
@@ -508,7 +509,7 @@ def main() -> None:
     record["metrics"] = {f"{r['section']}/{'x'.join(map(str, r['shape']))}/{k}": v
                          for r in rows if r["section"] in ("mamba1", "mamba2")
                          for k, v in r.get("ratio_ours_over_theirs", {}).items()}
-    tag = gpu.replace("NVIDIA ", "").replace(" ", "_").lower()
+    tag = gpu_tag(gpu)
     out = Path(args.out) / f"kernels_{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")

@@ -26,11 +26,20 @@ def median_ms(fn: Callable[[], object], device: str, reps: int = 5, warmup_ms: i
 
 
 def device_tag(device) -> str:
-    """``cpu``, or the last word of the GPU's name in lower case (``h100``, ``h200``)."""
+    """``cpu``, or the GPU's model in lower case (``h100`` for "NVIDIA H100 80GB HBM3", ``h200``)."""
     import torch
 
     device = torch.device(device)
-    return "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).split()[-1].lower()
+    return "cpu" if device.type == "cpu" else gpu_tag(torch.cuda.get_device_name(device))
+
+
+def gpu_tag(name: str) -> str:
+    """The model word of a GPU name (a letter then digits: H100, A100, L40S), else its last word."""
+    import re
+
+    words = re.split(r"[\s-]+", name.strip())
+    model = next((w for w in words if re.fullmatch(r"[A-Za-z]{1,2}\d{2,4}[A-Za-z]?", w)), words[-1])
+    return model.lower()
 
 
 def write_rows_record(out_dir: str, stem: str, name: str, rows: list, baseline: str, device, script: str,
