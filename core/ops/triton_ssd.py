@@ -573,7 +573,8 @@ _CONFIG_OVERRIDE: dict[str, int] = {}
 
 
 def set_config(**kw: int) -> None:
-    """Force launch parameters (``block_l``, ``block_s``, ``hpp``, ``warps_*``); for tests/tuning."""
+    """Force launch parameters (``block_l``, ``block_s``, ``out_block_l``, ``out_block_s``, ``hpp``,
+    ``warps_*``); for tests/tuning."""
     _CONFIG_OVERRIDE.update(kw)
 
 
@@ -590,15 +591,24 @@ def _launch_config(K: int, P: int, N: int, heads_per_group: int) -> dict:
     # Measured on an H100 at (4, 4096, 64 heads, P 64, N 128, chunk 256) in bf16: one stage
     # (no software pipelining) lets several programs share an SM, which pays more than
     # pipelining each; one head per backward program (float32 atomics for dB/dC) beat 2 and 4.
-    cfg = dict(block_p=block_p, block_n=block_n,
-               block_l=min(K, 32 if big else 64), block_s=min(K, 32 if big else 64),
+    # The forward's output kernel has its own tile: 128 rows x 32-step blocks with 8 warps was the
+    # fastest of 24 configs at P 64 / N 128 and N 64 (forward 0.76 vs 0.89 ms and 0.48 vs 0.62 ms on
+    # an H100, results/raw/ssd_sweep_h100.json); in the backward kernels that tile was slower, so
+    # they (and the gate-backward pass of the output kernel) keep block_l x block_s.
+    # Chunks shorter than 128 and 256-wide tiles keep the backward's tile (not measured otherwise).
+    block = min(K, 32 if big else 64)
+    own_out = not big and K >= 128
+    cfg = dict(block_p=block_p, block_n=block_n, block_l=block, block_s=block,
+               out_block_l=128 if own_out else block, out_block_s=32 if own_out else block,
                cs_block_p=min(block_p, 64), cs_block_n=min(block_n, 128),  # chunk-state tile
                hpp=1,
-               warps_out=4, warps_state=4, warps_bmm=4, warps_dx=4, warps_dc=4, pass_block=1024,
+               warps_out=8 if own_out else 4, warps_gate=4, warps_state=4, warps_bmm=4, warps_dx=4,
+               warps_dc=4, pass_block=1024,
                stages_out=1, stages_state=3, stages_dx=1, stages_dc=1)
     cfg.update(_CONFIG_OVERRIDE)
-    cfg["block_l"] = min(cfg["block_l"], K)
-    cfg["block_s"] = min(cfg["block_s"], K)
+    for key in ("block_l", "block_s", "out_block_l"):
+        cfg[key] = min(cfg[key], K)
+    cfg["out_block_s"] = min(cfg["out_block_s"], cfg["out_block_l"])  # steps within a row block
     # heads per program: the largest divisor of the heads per group not above the request
     cfg["hpp"] = max(d for d in range(1, min(cfg["hpp"], heads_per_group) + 1)
                      if heads_per_group % d == 0)
@@ -685,7 +695,10 @@ def _launch_chunk_out(x, C, CB, states, dtp, cs, seg, D, z, K, nc, cfg, dot,
     gate_bwd = dout is not None
     out = torch.empty(batch, L, H, P, device=x.device, dtype=out_dtype or x.dtype)
     dz = torch.empty(batch, L, H, P, device=x.device, dtype=z.dtype) if gate_bwd else out
-    bl, bp = cfg["block_l"], cfg["block_p"]
+    # the forward output has its own tile; the gate backward keeps the backward kernels' one
+    bl, bs, warps = ((cfg["block_l"], cfg["block_s"], cfg["warps_gate"]) if gate_bwd else
+                     (cfg["out_block_l"], cfg["out_block_s"], cfg["warps_out"]))
+    bp = cfg["block_p"]
     seg_ = seg if seg is not None else cs
     z_ = z if z is not None else x
     dout_ = dout if dout is not None else x
@@ -696,8 +709,8 @@ def _launch_chunk_out(x, C, CB, states, dtp, cs, seg, D, z, K, nc, cfg, dot,
         L, H, G, nc, P, N, H // G, *_strides4(x), *_strides4(C), *_strides4(z_), *_strides4(dout_),
         seg_.stride(0), *s_D,
         GATE_BWD=gate_bwd, HAS_D=D is not None, HAS_Z=z is not None, HAS_SEQ=seg is not None,
-        K=K, BLOCK_L=bl, BLOCK_S=cfg["block_s"], BLOCK_P=bp, BLOCK_N=cfg["block_n"],
-        DOT_DTYPE=dot[0], PREC=dot[1], SPREC=dot[2], num_warps=cfg["warps_out"],
+        K=K, BLOCK_L=bl, BLOCK_S=bs, BLOCK_P=bp, BLOCK_N=cfg["block_n"],
+        DOT_DTYPE=dot[0], PREC=dot[1], SPREC=dot[2], num_warps=warps,
         num_stages=cfg["stages_out"])
     return (out, dz) if gate_bwd else out
 

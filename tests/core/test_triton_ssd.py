@@ -66,7 +66,11 @@ SCRIPT = textwrap.dedent("""
         compare("packed chunk16", got16, ref, 1e-4)
         ts.set_config(block_l=16, block_s=16, hpp=1)  # chunk 32 in two blocks; dB/dC by atomics
         got32 = run(ts.ssd_chunk_scan_triton, kw, 32, True, (0.0, INF), seq_b)
+        # the output kernel tiled apart from the backward: 32-row blocks of 16 steps in a 64 chunk
+        ts.set_config(block_l=16, block_s=16, out_block_l=32, out_block_s=16)
+        got64 = run(ts.ssd_chunk_scan_triton, kw, 64, True, (0.0, INF), seq_b)
         ts.clear_config()
+        compare("packed chunk64, own output tile", got64, ref, 1e-4)
         compare("packed chunk32 vs reference", got32, ref, 1e-4)
         compare("packed chunk32 vs chunk16", got32, got16, 1e-4)
         # the public entry point dispatches to the kernel
@@ -89,6 +93,14 @@ SCRIPT = textwrap.dedent("""
         ref = run(_ssd_chunk_scan_reference, kw, 16, True, (0.0, INF), None)
         got = run(ts.ssd_chunk_scan_triton, kw, 64, True, (0.0, INF), None)
         compare("short", got, ref, 1e-4)
+        # chunk 128 at the default launch config: the forward's own 128 x 32 output tile, two
+        # chunks, the second one partial
+        ts.clear_config()
+        assert ts._launch_config(128, 8, 8, 2)["out_block_l"] == 128
+        kw = inputs(1, 150, 2, 1, 8, 8)
+        ref = run(_ssd_chunk_scan_reference, kw, 128, True, (0.0, INF), None)
+        got = run(ts.ssd_chunk_scan_triton, kw, 128, True, (0.0, INF), None)
+        compare("chunk128 default tiles", got, ref, 1e-4)
     elif case == "bf16":
         # bfloat16 activations, float32 A/D/dt_bias; the reference computes in float32 on the
         # same bfloat16 inputs
