@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from mambakit.models import MambaConfig, MambaLMHeadModel
-from mambakit.train.synthetic_recipes import CausalTransformerLM
+from mambakit.models import CausalTransformerLM
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}

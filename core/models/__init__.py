@@ -2,5 +2,6 @@
 from .backbone import MambaBackbone
 from .config import MambaConfig
 from .lm import MambaLMHeadModel
+from .transformer import CausalTransformerLM, KVCache
 
-__all__ = ["MambaBackbone", "MambaConfig", "MambaLMHeadModel"]
+__all__ = ["CausalTransformerLM", "KVCache", "MambaBackbone", "MambaConfig", "MambaLMHeadModel"]
