@@ -178,7 +178,10 @@ class MultiOrderMixer(nn.Module):
     """Runs a mixer over several scan orders and merges the outputs. ``(B, L, D) -> (B, L, D)``.
 
     ``share_mixer`` uses one set of weights for every order (parameter-efficient
-    bidirectionality); otherwise each order has its own mixer in ``mixers``.
+    bidirectionality); otherwise each order has its own mixer in ``mixers``. ``forward(...,
+    orders=[...])`` scans in other orders for that call only (one per configured order, each run by
+    that order's mixer): orders that change with every batch, such as graph node orderings or
+    random permutations for augmentation.
     """
 
     def __init__(self, dim: int, mixer_cls: Callable[[int], nn.Module], orders: Sequence[ScanOrder | str],
@@ -194,11 +197,19 @@ class MultiOrderMixer(nn.Module):
         if merge == "concat":
             self.merge_proj = nn.Linear(dim * len(self.orders), dim, bias=False)
 
-    def forward(self, hidden_states: torch.Tensor, inference_params=None, **mixer_kwargs) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, inference_params=None,
+                orders: Optional[Sequence[ScanOrder]] = None, **mixer_kwargs) -> torch.Tensor:
+        """``hidden_states (B, L, D) -> (B, L, D)``; ``orders``: this call's scan orders (default:
+        the configured ones), as many as configured."""
+        if orders is None:
+            orders = self.orders
+        elif len(orders) != len(self.orders) or not all(isinstance(o, ScanOrder) for o in orders):
+            raise ValueError(f"orders: expected {len(self.orders)} ScanOrder objects (one per configured "
+                             f"order), got {[type(o).__name__ for o in orders]}")
         if inference_params is not None:
-            if len(self.orders) != 1 or not self.orders[0].causal:
+            if len(orders) != 1 or not orders[0].causal:
                 raise ValueError("recurrent inference needs a single causal (forward) scan order; "
-                                 f"this layer scans {[o.name for o in self.orders]}")
+                                 f"this layer scans {[o.name for o in orders]}")
             return self.mixers[0](hidden_states, inference_params=inference_params, **mixer_kwargs)
         seq_idx = mixer_kwargs.pop("seq_idx", None)
         cu_seqlens = mixer_kwargs.pop("cu_seqlens", None)
@@ -207,7 +218,7 @@ class MultiOrderMixer(nn.Module):
                 raise ValueError("pass either seq_idx or cu_seqlens, not both")
             seq_idx = seq_idx_from_cu_seqlens(cu_seqlens, hidden_states.shape[1]).to(hidden_states.device)
         outs = []
-        for k, order in enumerate(self.orders):
+        for k, order in enumerate(orders):
             mixer = self.mixers[0 if self.share_mixer else k]
             kwargs = dict(mixer_kwargs)
             if seq_idx is not None:

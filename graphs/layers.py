@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch_geometric.nn import GINEConv
 from torch_geometric.utils import scatter, to_dense_batch
 
-from mambakit import Mamba, ScanOrder
+from mambakit import Mamba, MultiOrderMixer, ScanOrder
 
 from .orderings import ORDERINGS, GraphStructure, graph_scan_orders, graph_structure, order_nodes
 from .tokenizers import TOKEN_KINDS, NeighbourhoodMamba, random_walks
@@ -149,7 +149,7 @@ class GINELayer(nn.Module):
         return self.norm(h + self.dropout(self.conv(h, edge_index, e))), e
 
 
-class GraphMambaMixer(nn.Module):
+class GraphMambaMixer(MultiOrderMixer):
     """Mamba over the nodes of each graph in a graph ordering. ``h (N, D) -> (N, D)``.
 
     ``ordering``: one of ``orderings.ORDERINGS``. ``bidirectional``: also scan each graph in
@@ -163,29 +163,22 @@ class GraphMambaMixer(nn.Module):
     def __init__(self, dim: int, ordering: str = "degree", bidirectional: bool = False,
                  share_mixer: bool = False, eval_permutations: int = 1, d_state: int = 16,
                  d_conv: int = 4, expand: float = 2, impl: str = "auto") -> None:
-        super().__init__()
         if ordering not in ORDERINGS:
             raise ValueError(f"ordering: expected one of {ORDERINGS}, got {ordering!r}")
         if eval_permutations < 1:
             raise ValueError(f"eval_permutations: expected >= 1, got {eval_permutations}")
-        self.ordering, self.bidirectional = ordering, bidirectional
-        self.share_mixer, self.eval_permutations = share_mixer, eval_permutations
-        n_mixers = 1 if share_mixer or not bidirectional else 2
-        self.mixers = nn.ModuleList([Mamba(dim, d_state=d_state, d_conv=d_conv, expand=expand, impl=impl)
-                                     for _ in range(n_mixers)])
+        # The configured orders only fix how many mixers there are; every call passes the
+        # batch's graph orderings (forward, and the within-graph reverse if bidirectional).
+        super().__init__(dim, lambda d: Mamba(d, d_state=d_state, d_conv=d_conv, expand=expand, impl=impl),
+                         ["forward", "reverse"] if bidirectional else ["forward"], merge="sum",
+                         share_mixer=share_mixer)
+        self.ordering, self.bidirectional, self.eval_permutations = ordering, bidirectional, eval_permutations
 
     def forward(self, h: torch.Tensor, ctx: GraphContext) -> torch.Tensor:
         count = 1 if self.training else self.eval_permutations
         sets = ctx.order_sets(self.ordering, self.bidirectional, count, self.training or count > 1)
         x = h.unsqueeze(0)                                                   # (1, N, D)
-        outs = []
-        for orders in sets:
-            y = None
-            for k, order in enumerate(orders):
-                mixer = self.mixers[0 if self.share_mixer else k]
-                out = order.invert(mixer(order.apply(x), seq_idx=order.apply_ids(ctx.seq_idx)))
-                y = out if y is None else y + out
-            outs.append(y)
+        outs = [super(GraphMambaMixer, self).forward(x, orders=orders, seq_idx=ctx.seq_idx) for orders in sets]
         y = outs[0] if len(outs) == 1 else torch.stack(outs).mean(0)
         return y.squeeze(0)
 

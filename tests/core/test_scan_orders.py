@@ -123,6 +123,25 @@ def test_multi_order_with_a_permutation_and_channel_flip(seed):
         torch.testing.assert_close(mixer(x)[b], back)
 
 
+def test_multi_order_per_call_orders(seed):
+    """Orders passed to one call replace the configured ones, position by position (each runs
+    with that position's mixer); the next call without them scans as configured again."""
+    x = rand(seed, 2, 6, 3, dtype=torch.float64)
+    mixer = MultiOrderMixer(3, CumSumMixer, bidirectional(), merge="sum").double()
+    with torch.no_grad():
+        mixer.mixers[1].scale.fill_(2.0)
+    perm = random_perm(seed + 1, 2, 6, per_sample=True)
+    order = Permutation(perm)
+    got = mixer(x, orders=[order, Forward()])
+    expected = order.invert(order.apply(x).cumsum(1) * 0.5) + x.cumsum(1) * 2.0
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(mixer(x), x.cumsum(1) * 0.5 + x.flip(1).cumsum(1).flip(1) * 2.0)
+    with pytest.raises(ValueError, match="2 ScanOrder"):
+        mixer(x, orders=[order])
+    with pytest.raises(ValueError, match="2 ScanOrder"):
+        mixer(x, orders=["forward", "reverse"])
+
+
 @pytest.mark.parametrize("merge", ["sum", "mean", "concat"])
 @pytest.mark.parametrize("share", [False, True])
 def test_multi_order_mamba_shapes_and_parameters(merge, share, seed):
