@@ -1,0 +1,40 @@
+"""The benchmark scripts: result-file tags per GPU model, and the SSD launch-config sweep (dry run)."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from timing import device_tag, gpu_tag  # noqa: E402
+
+
+@pytest.mark.parametrize("name, tag", [("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA H200", "h200"),
+                                       ("NVIDIA A100-SXM4-80GB", "a100"), ("NVIDIA L40S", "l40s"),
+                                       ("Tesla T4", "t4"), ("NVIDIA GeForce RTX 4090", "4090")])
+def test_gpu_tag_names_the_model(name, tag):
+    assert gpu_tag(name) == tag
+
+
+def test_cpu_tag():
+    assert device_tag("cpu") == "cpu"
+
+
+def test_tune_ssd_dry_run(tmp_path):
+    """The SSD launch-config sweep runs end to end under the Triton interpreter: every swept
+    configuration is checked against the float64 reference and timed."""
+    pytest.importorskip("triton")
+    import json
+    import os
+    import subprocess
+
+    out = tmp_path / "sweep.json"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "tune_ssd.py"
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, str(script), "--dry-run", "--out", str(out)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (entry,) = json.loads(out.read_text())["shapes"]
+    rows = entry["out"] + entry["bwd"]
+    assert len(rows) == 4 and not any("failed" in r for r in rows), rows
+    assert all(r["check_rel_err"] <= 2e-2 for r in rows)
+    assert all(r.get("fwd_ms", r.get("fwd_bwd_ms", 0)) > 0 for r in rows)
