@@ -14,7 +14,7 @@ Every configuration is first checked on a small bf16 problem (packed sequences, 
 against the reference evaluated in float64 (relative error <= 2e-2 on the output and every
 gradient); a configuration that fails the check or does not compile is recorded and skipped.
 
-Usage: python benchmarks/tune_ssd.py [--out results/raw/ssd_sweep_<gpu>.json] [--budget-s 300]
+Usage: python benchmarks/tune_ssd.py [--out results/raw/tune_ssd_<gpu>.json] [--budget-s 300]
        TRITON_INTERPRET=1 python benchmarks/tune_ssd.py --dry-run   (CPU: runs the script end to
            end on tiny shapes with two configurations each; times nothing meaningful)
 """
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         record["shapes"].append(entry)
         del kw, grad
     out = Path(args.out or Path(__file__).resolve().parent / "results" / "raw" /
-               f"ssd_sweep_{'dryrun' if dry else device_tag('cuda')}.json")
+               f"tune_ssd_{'dryrun' if dry else device_tag('cuda')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
