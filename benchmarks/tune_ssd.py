@@ -8,7 +8,8 @@ as ``triton.testing.do_bench`` medians:
 * ``out``      the forward at each output-kernel tile (``out_block_l`` x ``out_block_s``,
                ``warps_out``, ``stages_out``), the backward untouched;
 * ``bwd``      forward+backward at each backward tile (``block_l`` x ``block_s``, ``warps_dx``,
-               ``warps_dc``, ``stages_dx``), the forward at its default.
+               ``warps_dc``, ``stages_dx``); the forward's output kernel keeps its default tile
+               (``block_l`` / ``block_s`` also tile the forward's small C.B and chunk-state kernels).
 
 Every configuration is first checked on a small bf16 problem (packed sequences, initial states)
 against the reference evaluated in float64 (relative error <= 2e-2 on the output and every
@@ -58,7 +59,8 @@ def make_inputs(batch, length, heads, headdim, n, dtype, device, packed=False, s
     if packed:
         kw["initial_states"] = rn(batch, heads, headdim, n, dt=torch.float32)
         cuts = torch.tensor([length // 3, length // 2], device=device)
-        kw["seq_idx"] = (torch.arange(length, device=device)[:, None] >= cuts).sum(-1).int().expand(batch, -1).contiguous()
+        seq = (torch.arange(length, device=device)[:, None] >= cuts).sum(-1).int()      # (L,): 3 sequences
+        kw["seq_idx"] = seq.expand(batch, -1).contiguous()
     return kw
 
 
