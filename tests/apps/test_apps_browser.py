@@ -96,6 +96,28 @@ def seconds_heard(text: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+# Gradio's streaming microphone loads its WAV encoder (two dynamic imports, then a worker) only
+# once the live tab is shown, and a record press before that finishes throws "... is not a
+# constructor" inside Gradio and records nothing: a race a slow CI machine loses. The encoder is
+# ready when the extendable MediaRecorder module (same URL, so the same module instance) reports
+# audio/wav as supported, which only a registered encoder makes true.
+WAV_ENCODER_READY = r"""
+const done = arguments[arguments.length - 1];
+const urls = performance.getEntriesByType('resource').map(e => e.name)
+    .filter(n => /\/module-[^/]*\.js$/.test(n));
+Promise.all(urls.map(u => import(u).catch(() => ({})))).then(
+    mods => done(mods.some(m => m.MediaRecorder && m.register
+                                && m.MediaRecorder.isTypeSupported('audio/wav'))),
+    () => done(false));
+"""
+
+
+def wait_for_wav_encoder(driver, timeout: float = 60.0) -> None:
+    driver.set_script_timeout(10)
+    wait_for(driver, lambda: driver.execute_async_script(WAV_ENCODER_READY), timeout,
+             "Gradio's WAV encoder for the streaming microphone")
+
+
 def record_one_second(driver, attempts: int = 3, timeout: float = 45.0) -> str:
     """Start the fake microphone and wait until the app reports a second of streamed audio.
 
@@ -169,6 +191,7 @@ def test_one_prediction_per_tab_in_chromium(browser, server, shots, shipped_visi
     click(d, "#tab-audio button[role=tab]", 1)
     wait_for(d, lambda: d.execute_script("return !!document.querySelector('#audio-mic .record-button');"), 20,
              "the record button")
+    wait_for_wav_encoder(d)
     heard = record_one_second(d)
     assert "resampled to 16 kHz on the fly" in heard and text_of(d, "#audio-live-label .output-class")
     shoot(d, shots, "3-keyword-spotting-live")
