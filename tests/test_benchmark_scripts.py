@@ -38,3 +38,23 @@ def test_tune_ssd_dry_run(tmp_path):
     assert len(rows) == 4 and not any("failed" in r for r in rows), rows
     assert all(r["check_rel_err"] <= 2e-2 for r in rows)
     assert all(r.get("fwd_ms", r.get("fwd_bwd_ms", 0)) > 0 for r in rows)
+
+
+def test_layout_traffic_counts_the_copies_padding_removes(tmp_path):
+    """One Vim layer on the Triton code path (launches stubbed): unaligned rows cost the scan's
+    launcher copies, padding removes them, and flipping the tokens moves the least."""
+    pytest.importorskip("triton")
+    import json
+    import os
+    import subprocess
+
+    out = tmp_path / "traffic.json"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "layout_traffic.py"
+    run = subprocess.run([sys.executable, str(script), "--length", "37", "--d-model", "16", "--json", str(out)],
+                         env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    res = json.loads(out.read_text())["results"]
+    unpadded, tokens = res["no padding, flip channels (CPU default)"], res["padded to 16, flip tokens (GPU default)"]
+    assert unpadded["per_op_units"].get("align_copy", 0) > 0
+    assert "align_copy" not in tokens["per_op_units"]
+    assert tokens["total_units"] < unpadded["total_units"]

@@ -8,11 +8,14 @@
   -> LayerNorm -> gate ``* SiLU(z)`` -> ``out_proj``.
 
 The ``K`` orders are stacked along channels, ``(B, K*E, L)``, with ``K`` groups of ``B``/``C``, so
-the core ``selective_scan`` runs them in one call (Triton on GPU, Numba on CPU).
+the core ``selective_scan`` runs them in one call (Triton on GPU, Numba on CPU). On a GPU Vim's
+forward/reverse mixer pads the sequence at its end to aligned rows and flips the tokens before
+``in_proj``, so nothing between ``in_proj`` and the scan is copied (``benchmarks/layout_traffic.py``).
 """
 from __future__ import annotations
 
 import math
+import os
 from typing import Optional, Sequence
 
 import torch
@@ -23,6 +26,7 @@ from mambakit.modules.channels_first import channels_to_tokens, tokens_to_channe
 from mambakit.modules.mamba import init_dt_bias, ssm_param
 from mambakit.ops.conv1d import causal_conv1d, conv_impl
 from mambakit.ops.selective_scan import selective_scan
+from mambakit.ops.time_layout import TIME_ALIGN
 from mambakit.scan_orders import Forward, Reverse, ScanOrder
 
 from .scan_orders import cross_scan_orders, merge_stack, scan_stack
@@ -121,29 +125,79 @@ class MultiOrderMamba(nn.Module):
                         "mean" if self.divide_out else "sum")                 # (B, L, E)
         return self.out_proj(y)
 
+    #: Time padding of the channels-first activations: ``"auto"`` pads CUDA (and Triton
+    #: interpreter) inputs to a multiple of ``TIME_ALIGN`` steps, so that every tensor the conv and
+    #: the scan read has aligned rows and none is copied; an int forces that multiple (1: none).
+    time_align: int | str = "auto"
+    #: Where a reverse order flips the sequence: ``True`` on the ``(B, Lp, d_model)`` tokens, with
+    #: ``in_proj`` applied to each reading (K times its FLOPs, no pass over the 2E channels: the
+    #: better trade on a GPU); ``False`` on the ``(B, 2E, Lp)`` channels after one ``in_proj``
+    #: (the better trade on a CPU); ``"auto"`` picks by device.
+    flip_tokens: bool | str = "auto"
+
+    def _time_multiple(self, x: torch.Tensor) -> int:
+        if self.time_align != "auto":
+            return int(self.time_align)
+        return TIME_ALIGN if x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1" else 1
+
+    def _readings(self, tokens: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded tokens ``(B, Lp, D)`` -> ``x (B, K*E, Lp)`` and ``z (B, K, E, Lp)``, contiguous:
+        block ``k`` is ``in_proj`` of the sequence in order ``k``'s reading."""
+        b, padded, d = tokens.shape
+        k, e = len(self.orders), self.d_inner
+        reverse = [type(o) is Reverse for o in self.orders]
+        w_in, b_in = self.in_proj.weight, self.in_proj.bias
+        flip_tokens = tokens.is_cuda if self.flip_tokens == "auto" else bool(self.flip_tokens)
+        if flip_tokens:
+            stacked = torch.stack([_reverse_prefix(tokens, length, 1) if r else tokens for r in reverse], 1)
+            stacked = stacked.view(b * k, padded, d)                          # (B*K, Lp, D)
+            xs = tokens_to_channels(stacked, w_in[:e], None if b_in is None else b_in[:e])
+            zs = tokens_to_channels(stacked, w_in[e:], None if b_in is None else b_in[e:])
+            return xs.view(b, k * e, padded), zs.view(b, k, e, padded)
+        xz = tokens_to_channels(tokens, w_in, b_in)                           # (B, 2E, Lp)
+
+        def stack(t: torch.Tensor) -> torch.Tensor:                           # (B, E, Lp) -> (B, K*E, Lp)
+            return torch.cat([_reverse_prefix(t, length, 2) if r else t for r in reverse], dim=1)
+        return stack(xz[:, :e]), stack(xz[:, e:]).view(b, k, e, padded)
+
     def _forward_channels_first(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """The same function for forward/reverse orders (Vim's), computed in the ``(B, C, L)``
-        layout the conv and the scan read: a reverse order is a flip along time, so no
-        token-major <-> channel-major copies are made on the way."""
+        layout the conv and the scan read, with no copy of the activations between in_proj and
+        the scan.
+
+        The sequence is padded at its end to ``Lp`` steps (a multiple of ``time_align``), and a
+        reverse order reads the ``L`` real tokens backwards with the padding still at the end.
+        Every order is causal in its own reading order, so the real positions never see the
+        padding, and all the ``(B, K*E, Lp)`` tensors are contiguous with aligned rows: the scan
+        reads them in place (unaligned rows cost a strided copy of u, dt, z, B and C per layer).
+        """
         b, length, _ = hidden_states.shape
         k, e = len(self.orders), self.d_inner
-        xz = tokens_to_channels(hidden_states, self.in_proj.weight, self.in_proj.bias)  # (B, 2E, L)
-        flips = [type(o) is Reverse for o in self.orders]
-
-        def stack(t: torch.Tensor) -> torch.Tensor:                           # (B, E, L) -> (B, K*E, L)
-            return torch.cat([t.flip(-1) if f else t for f in flips], dim=1)
-        xs, zs = stack(xz[:, :e]), stack(xz[:, e:])                           # (B, K*E, L) each
+        multiple = self._time_multiple(hidden_states)
+        padded = -(-length // multiple) * multiple
+        tokens = F.pad(hidden_states, (0, 0, 0, padded - length)) if padded > length else hidden_states
+        xs, zs = self._readings(tokens, length)
         w = torch.cat([br.conv1d.weight.squeeze(1) for br in self.branches])  # (K*E, W)
         bias = (torch.cat([br.conv1d.bias for br in self.branches])
                 if self.branches[0].conv1d.bias is not None else None)
         xs = causal_conv1d(xs, w.to(xs.dtype), None if bias is None else bias.to(xs.dtype), "silu",
-                           impl=conv_impl(self.impl))                         # (B, K*E, L)
-        y = _scan_branches(xs.view(b, k, e, length), self.branches, self.d_state, self.dt_rank,
-                           z=zs.view(b, k, e, length), impl=self.impl)        # (B, K, E, L)
-        merged = sum(y[:, i].flip(-1) if f else y[:, i] for i, f in enumerate(flips))  # (B, E, L)
-        if self.divide_out:
-            merged = merged / k
-        return channels_to_tokens(merged, self.out_proj.weight, self.out_proj.bias)  # (B, L, D)
+                           impl=conv_impl(self.impl))                         # (B, K*E, Lp)
+        y = _scan_branches(xs.view(b, k, e, padded), self.branches, self.d_state, self.dt_rank,
+                           z=zs, impl=self.impl)[..., :length]                # (B, K, E, L)
+        merged = y[:, 0].flip(-1) if type(self.orders[0]) is Reverse else y[:, 0]
+        for i in range(1, k):
+            merged = merged + (y[:, i].flip(-1) if type(self.orders[i]) is Reverse else y[:, i])  # (B, E, L)
+        # the mean over orders is folded into out_proj's (D, E) weight: no pass over (B, E, L)
+        w_out = self.out_proj.weight / k if self.divide_out else self.out_proj.weight
+        return channels_to_tokens(merged, w_out, self.out_proj.bias)          # (B, L, D)
+
+
+def _reverse_prefix(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
+    """``x`` with its first ``length`` entries along ``dim`` reversed and the rest in place."""
+    if length == x.shape[dim]:
+        return x.flip(dim)
+    head, tail = x.narrow(dim, 0, length), x.narrow(dim, length, x.shape[dim] - length)
+    return torch.cat([head.flip(dim), tail], dim)
 
 
 class SS2D(nn.Module):

@@ -162,7 +162,7 @@ def _empty_out(x: torch.Tensor) -> torch.Tensor:
     """The output buffer: x's layout, with time-contiguous rows padded to a multiple of 16 so that
     the selective scan reading it next needs no aligning copy."""
     if x.stride(-1) == 1:
-        from .triton_selective_scan import time_aligned_empty
+        from .time_layout import time_aligned_empty
         return time_aligned_empty(x, *x.shape)
     return torch.empty_like(x)
 

@@ -22,13 +22,14 @@ Runs on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (for tests
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
+
+from .time_layout import TIME_ALIGN, aligned_length, time_aligned_empty  # noqa: F401  (re-exported)
 
 LOG2E = 1.4426950408889634
 
@@ -399,24 +400,6 @@ def set_atomic_slices(n: int) -> None:
     _SLICES_OVERRIDE.clear()
     if n:
         _SLICES_OVERRIDE.append(int(n))
-
-
-#: Row pitch of the (B, D, L)-like tensors the kernels read and write, in elements. Triton
-#: specialises integer arguments divisible by 16, and only with every stride but time's a multiple
-#: of 16 can it vectorise the loads along time: on an H200 the forward at (16, 768, L, 16) took
-#: 9.5 ms at L = 6085 and 1.4 ms at L = 6144 (Vim-Tiny at 1248 px has L = 6085).
-TIME_ALIGN = 16
-
-
-def aligned_length(length: int) -> int:
-    return -(-length // TIME_ALIGN) * TIME_ALIGN
-
-
-def time_aligned_empty(like: torch.Tensor, *shape: int, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """An uninitialised ``shape`` tensor, time (last axis) contiguous, every other stride a
-    multiple of ``TIME_ALIGN``: a view of a buffer whose rows are padded to ``aligned_length``."""
-    buf = like.new_empty(*shape[:-1], aligned_length(shape[-1]), dtype=dtype or like.dtype)
-    return buf[..., :shape[-1]]
 
 
 def _time_contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

@@ -45,21 +45,27 @@ def test_bidirectional_mixer_equals_two_core_mambas(seed):
     assert torch.allclose(mixer(x), expected, atol=1e-10)
 
 
-@pytest.mark.parametrize("divide_out", [True, False])
-def test_channels_first_path_equals_the_generic_order_path(seed, divide_out):
-    """Forward/reverse orders take a (B, C, L) path with flips instead of gathers; the same orders
-    given as permutations take the generic path: outputs and every gradient agree."""
+@pytest.mark.parametrize("divide_out,bias,time_align,flip_tokens", [
+    (True, False, 1, False), (False, False, 1, False), (True, True, 16, False), (True, False, 16, True),
+    (False, True, 4, True), (True, True, 1, True)])
+def test_channels_first_path_equals_the_generic_order_path(seed, divide_out, bias, time_align, flip_tokens):
+    """Forward/reverse orders take a (B, C, L) path with flips instead of gathers, padded at the
+    end to a multiple of ``time_align`` steps (aligned rows for the GPU scan), the flip taken on the
+    tokens or on the channels; the same orders given as permutations take the generic path:
+    outputs and every gradient agree."""
     from mambakit.scan_orders import Permutation
 
     torch.manual_seed(seed)
     d, length = 12, 9
     fast = MultiOrderMamba(d, bidirectional_orders(), d_state=4, d_conv=3, expand=2, divide_out=divide_out,
-                           impl="reference").double()
+                           bias=bias, impl="reference").double()
+    fast.time_align, fast.flip_tokens = time_align, flip_tokens
     with torch.no_grad():
         for p in fast.parameters():
             p.add_(0.1 * torch.randn_like(p))
     generic = MultiOrderMamba(d, [Permutation(torch.arange(length)), Permutation(torch.arange(length).flip(0))],
-                              d_state=4, d_conv=3, expand=2, divide_out=divide_out, impl="reference").double()
+                              d_state=4, d_conv=3, expand=2, divide_out=divide_out, bias=bias,
+                              impl="reference").double()
     generic.load_state_dict(fast.state_dict())
     x = torch.randn(2, length, d, dtype=torch.float64, requires_grad=True)
     outs = [m(x) for m in (fast, generic)]

@@ -1,0 +1,113 @@
+"""Activation traffic of one Vim layer outside the scan and the GEMMs, counted on the CPU.
+
+The GPU profile of Vim-Tiny at 1248 px (``results/raw/profile_h200.json``) spends a third of its
+kernel time in copies, flips and concatenations around the scan. This script counts them without a
+GPU: it runs one ``MultiOrderMamba`` layer through the Triton code path on CPU tensors
+(``TRITON_INTERPRET=1``) with the Triton kernel launches replaced by no-ops (so nothing is
+interpreted; outputs are garbage, only the ops around the kernels run), and records every copy-like
+aten op (copy_, cat, flip, index ops, elementwise add/mul/div) on tensors of at least a tenth of
+``(B, d_inner, L)``, with the bytes each reads and writes, in units of one ``(B, d_inner, L)`` bf16
+tensor, and the copies the scan's launcher makes of inputs whose rows are not aligned
+(``align_copy``; they run inside the custom op, out of the dispatch mode's sight). Kernel time is not measured here (see ``benchmarks/vision.py`` and ``profile_gpu.py``).
+
+    python benchmarks/layout_traffic.py --length 6085 --json results/raw/layout_traffic_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+os.environ["TRITON_INTERPRET"] = "1"   # before triton is imported: CPU tensors take the Triton path
+
+import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+COPY_LIKE = {"copy_", "cat", "flip", "index_select", "gather", "add", "mul", "div", "clone", "constant_pad_nd",
+             "stack", "index_put_", "index_add_", "zeros_like", "fill_", "slice_scatter", "select_scatter"}
+
+
+class _NoLaunch:
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: None
+
+
+class _Traffic(TorchDispatchMode):
+    def __init__(self, unit: int) -> None:
+        super().__init__()
+        self.unit, self.rows = unit, Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if name in COPY_LIKE:
+            ins = [a for a in list(args) + list((kwargs or {}).values()) if isinstance(a, torch.Tensor)]
+            ins += [t for a in args if isinstance(a, (list, tuple)) for t in a if isinstance(t, torch.Tensor)]
+            outs = out if isinstance(out, (list, tuple)) else [out]
+            written = sum(t.numel() * 2 for t in outs if isinstance(t, torch.Tensor))   # as bf16
+            read = sum(t.numel() * 2 for t in ins)
+            if name == "copy_":
+                read, written = ins[1].numel() * 2, ins[0].numel() * 2
+            if written >= self.unit / 10:
+                self.rows[name] += (read + written) / self.unit
+        return out
+
+
+def layer_traffic(length: int, batch: int, d_model: int, time_align, flip_tokens) -> dict:
+    from mambakit.ops import triton_conv1d, triton_selective_scan
+    from mambakit.vision import MultiOrderMamba, bidirectional_orders
+
+    triton_selective_scan._fwd_kernel = _NoLaunch()
+    triton_conv1d._conv1d_fwd_kernel = _NoLaunch()
+    aligned = triton_selective_scan._time_contiguous
+    copied = []
+
+    def counting_time_contiguous(t):
+        out = aligned(t)
+        if out is not None and out is not t:
+            copied.append(2 * t.numel() * 2)
+        return out
+    triton_selective_scan._time_contiguous = counting_time_contiguous
+    mixer = MultiOrderMamba(d_model, bidirectional_orders(), d_state=16, d_conv=4, expand=2, impl="triton")
+    mixer.time_align, mixer.flip_tokens = time_align, flip_tokens
+    x = torch.randn(batch, length, d_model)
+    unit = batch * mixer.d_inner * length * 2
+    try:
+        with torch.no_grad(), _Traffic(unit) as mode:
+            mixer(x)
+    finally:
+        triton_selective_scan._time_contiguous = aligned
+    if copied:
+        mode.rows["align_copy"] += sum(copied) / unit
+    rows = {k: round(v, 2) for k, v in sorted(mode.rows.items())}
+    return {"per_op_units": rows, "total_units": round(sum(mode.rows.values()), 2)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--length", type=int, default=6085, help="tokens per image (Vim-Tiny 1248 px: 6085)")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--d-model", type=int, default=192)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    setups = {"no padding, flip channels (CPU default)": (1, False),
+              "padded to 16, flip channels": (16, False),
+              "padded to 16, flip tokens (GPU default)": (16, True)}
+    results = {}
+    print(f"one bidirectional Vim layer, L={args.length}, d_model={args.d_model}: copy-like traffic in units of "
+          f"one (B, d_inner, L) tensor read or written")
+    for name, (align, flip) in setups.items():
+        results[name] = layer_traffic(args.length, args.batch, args.d_model, align, flip)
+        print(f"{name:50s} {results[name]['total_units']:6.1f}  {results[name]['per_op_units']}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"name": "layout_traffic", "length": args.length, "batch": args.batch,
+                                         "d_model": args.d_model, "results": results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
