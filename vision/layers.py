@@ -15,7 +15,6 @@ forward/reverse mixer pads the sequence at its end to aligned rows and flips the
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional, Sequence
 
 import torch
@@ -26,7 +25,7 @@ from mambakit.modules.channels_first import channels_to_tokens, tokens_to_channe
 from mambakit.modules.mamba import init_dt_bias, ssm_param
 from mambakit.ops.conv1d import causal_conv1d, conv_impl
 from mambakit.ops.selective_scan import selective_scan
-from mambakit.ops.time_layout import TIME_ALIGN
+from mambakit.ops.time_layout import padded_length, scan_time_multiple
 from mambakit.scan_orders import Forward, Reverse, ScanOrder
 
 from .scan_orders import cross_scan_orders, merge_stack, scan_stack
@@ -125,9 +124,10 @@ class MultiOrderMamba(nn.Module):
                         "mean" if self.divide_out else "sum")                 # (B, L, E)
         return self.out_proj(y)
 
-    #: Time padding of the channels-first activations: ``"auto"`` pads CUDA (and Triton
-    #: interpreter) inputs to a multiple of ``TIME_ALIGN`` steps, so that every tensor the conv and
-    #: the scan read has aligned rows and none is copied; an int forces that multiple (1: none).
+    #: Time padding of the channels-first activations: ``"auto"`` pads to a multiple of
+    #: ``TIME_ALIGN`` steps where the Triton scan reads them (``scan_time_multiple``), so that every
+    #: tensor the conv and the scan read has aligned rows and none is copied; an int forces that
+    #: multiple (1: none).
     time_align: int | str = "auto"
     #: Where a reverse order flips the sequence: ``True`` on the ``(B, Lp, d_model)`` tokens, with
     #: ``in_proj`` applied to each reading (K times its FLOPs, no pass over the 2E channels: the
@@ -136,9 +136,7 @@ class MultiOrderMamba(nn.Module):
     flip_tokens: bool | str = "auto"
 
     def _time_multiple(self, x: torch.Tensor) -> int:
-        if self.time_align != "auto":
-            return int(self.time_align)
-        return TIME_ALIGN if x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1" else 1
+        return scan_time_multiple(x, self.impl) if self.time_align == "auto" else int(self.time_align)
 
     def _readings(self, tokens: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded tokens ``(B, Lp, D)`` -> ``x (B, K*E, Lp)`` and ``z (B, K, E, Lp)``, contiguous:
@@ -173,8 +171,7 @@ class MultiOrderMamba(nn.Module):
         """
         b, length, _ = hidden_states.shape
         k, e = len(self.orders), self.d_inner
-        multiple = self._time_multiple(hidden_states)
-        padded = -(-length // multiple) * multiple
+        padded = padded_length(length, self._time_multiple(hidden_states))
         tokens = F.pad(hidden_states, (0, 0, 0, padded - length)) if padded > length else hidden_states
         xs, zs = self._readings(tokens, length)
         w = torch.cat([br.conv1d.weight.squeeze(1) for br in self.branches])  # (K*E, W)

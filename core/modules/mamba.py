@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from ..ops.conv1d import causal_conv1d, causal_conv1d_update, conv_impl
 from ..ops.selective_scan import selective_scan
 from ..ops.state_update import selective_state_update
+from ..ops.time_layout import padded_length, scan_time_multiple
 from .channels_first import channels_to_channels, channels_to_tokens, tokens_to_channels
 from .mixer import RecurrentMixer
 
@@ -78,6 +79,21 @@ class Mamba(RecurrentMixer):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias, **factory)
 
     # ---- parallel path ---------------------------------------------------------------------
+    def _scan_stateless(self, hidden_states: torch.Tensor, seq_idx: Optional[torch.Tensor]) -> torch.Tensor:
+        """Without states to keep, the sequence is padded at its end to whole rows of
+        ``TIME_ALIGN`` steps where the Triton scan reads it: every ``(B, channels, L)`` tensor is
+        then contiguous with aligned rows and read in place (unaligned rows cost a strided copy of
+        x, dt, z, B and C forward and more backward). The layer is causal, so the real positions
+        never see the padding; the padded steps' final state is never returned."""
+        length = hidden_states.shape[1]
+        padded = padded_length(length, scan_time_multiple(hidden_states, self.impl))
+        if padded == length:
+            return super()._scan_stateless(hidden_states, seq_idx)
+        tokens = F.pad(hidden_states, (0, 0, 0, padded - length))            # (B, Lp, d_model)
+        if seq_idx is not None:       # the padding continues the last packed sequence
+            seq_idx = torch.cat([seq_idx, seq_idx[:, -1:].expand(-1, padded - length)], 1)
+        return super()._scan_stateless(tokens, seq_idx)[:, :length].contiguous()
+
     def _scan(self, hidden_states: torch.Tensor, conv_state: Optional[torch.Tensor],
               ssm_state: Optional[torch.Tensor], seq_idx: Optional[torch.Tensor]):
         """Parallel path from optional cached states ``conv_state (B, D_in, W)``,

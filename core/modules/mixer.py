@@ -40,6 +40,10 @@ class RecurrentMixer(nn.Module):
             conv_state, ssm_state = inference_params.get_states(self, hidden_states.shape[0])
             out, _, _ = self.step(hidden_states, conv_state, ssm_state)
             return out
+        return self._scan_stateless(hidden_states, seq_idx)
+
+    def _scan_stateless(self, hidden_states: torch.Tensor, seq_idx: Optional[torch.Tensor]) -> torch.Tensor:
+        """The parallel path when no state is read or kept: ``(B, L, d_model)`` -> same."""
         out, _, _ = self._scan(hidden_states, None, None, seq_idx)
         return out
 

@@ -8,6 +8,7 @@ copied into such a buffer first. No Triton import here: layers choose their layo
 """
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import torch
@@ -26,3 +27,19 @@ def time_aligned_empty(like: torch.Tensor, *shape: int, dtype: Optional[torch.dt
     multiple of ``TIME_ALIGN``: a view of a buffer whose rows are padded to ``aligned_length``."""
     buf = like.new_empty(*shape[:-1], aligned_length(shape[-1]), dtype=dtype or like.dtype)
     return buf[..., :shape[-1]]
+
+
+def scan_time_multiple(x: torch.Tensor, impl: str = "auto") -> int:
+    """The multiple a layer should pad ``L`` to before a Mamba-1 scan of ``x``'s activations:
+    ``TIME_ALIGN`` where the Triton kernels will read them (CUDA tensors, or ``impl="triton"``
+    under the interpreter), else 1 (the CPU kernels read any row pitch at full speed)."""
+    if impl in ("reference", "cpu"):
+        return 1
+    if x.is_cuda or (impl == "triton" and os.environ.get("TRITON_INTERPRET") == "1"):
+        return TIME_ALIGN
+    return 1
+
+
+def padded_length(length: int, multiple: int) -> int:
+    """``length`` rounded up to a multiple of ``multiple``."""
+    return -(-length // multiple) * multiple
