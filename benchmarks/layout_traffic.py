@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections import Counter
@@ -58,30 +59,19 @@ class _Traffic(TorchDispatchMode):
 
 def layer_traffic(length: int, batch: int, d_model: int, time_align, flip_tokens) -> dict:
     from mambakit.ops import triton_conv1d, triton_selective_scan
+    from mambakit.ops.time_layout import record_layout_copies
     from mambakit.vision import MultiOrderMamba, bidirectional_orders
 
     triton_selective_scan._fwd_kernel = _NoLaunch()
     triton_conv1d._conv1d_fwd_kernel = _NoLaunch()
-    aligned = triton_selective_scan._time_contiguous
-    copied = []
-
-    def counting_time_contiguous(t):
-        out = aligned(t)
-        if out is not None and out is not t:
-            copied.append(2 * t.numel() * 2)
-        return out
-    triton_selective_scan._time_contiguous = counting_time_contiguous
     mixer = MultiOrderMamba(d_model, bidirectional_orders(), d_state=16, d_conv=4, expand=2, impl="triton")
     mixer.time_align, mixer.flip_tokens = time_align, flip_tokens
     x = torch.randn(batch, length, d_model)
     unit = batch * mixer.d_inner * length * 2
-    try:
-        with torch.no_grad(), _Traffic(unit) as mode:
-            mixer(x)
-    finally:
-        triton_selective_scan._time_contiguous = aligned
-    if copied:
-        mode.rows["align_copy"] += sum(copied) / unit
+    with torch.no_grad(), _Traffic(unit) as mode, record_layout_copies() as copied:
+        mixer(x)
+    if copied:    # each read and written once, counted as bf16
+        mode.rows["align_copy"] += sum(2 * math.prod(shape) * 2 for shape in copied) / unit
     rows = {k: round(v, 2) for k, v in sorted(mode.rows.items())}
     return {"per_op_units": rows, "total_units": round(sum(mode.rows.values()), 2)}
 

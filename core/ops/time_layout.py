@@ -8,8 +8,9 @@ copied into such a buffer first. No Triton import here: layers choose their layo
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
@@ -27,6 +28,34 @@ def time_aligned_empty(like: torch.Tensor, *shape: int, dtype: Optional[torch.dt
     multiple of ``TIME_ALIGN``: a view of a buffer whose rows are padded to ``aligned_length``."""
     buf = like.new_empty(*shape[:-1], aligned_length(shape[-1]), dtype=dtype or like.dtype)
     return buf[..., :shape[-1]]
+
+
+_copy_log: Optional[list] = None
+
+
+def aligned_copy(t: torch.Tensor) -> torch.Tensor:
+    """A copy of ``t`` with time-contiguous, aligned rows (what a scan launcher makes of an
+    input it cannot read in place); recorded inside ``record_layout_copies``."""
+    if _copy_log is not None:
+        _copy_log.append(tuple(t.shape))
+    return time_aligned_empty(t, *t.shape).copy_(t)
+
+
+@contextlib.contextmanager
+def record_layout_copies() -> Iterator[list]:
+    """Collect the shapes of the inputs the Mamba-1 scan launchers copy inside the block, to check
+    that a layer hands them aligned layouts::
+
+        with record_layout_copies() as copies:
+            layer(x).sum().backward()
+        assert not copies
+    """
+    global _copy_log
+    previous, _copy_log = _copy_log, []
+    try:
+        yield _copy_log
+    finally:
+        _copy_log = previous
 
 
 def scan_time_multiple(x: torch.Tensor, impl: str = "auto") -> int:

@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .time_layout import TIME_ALIGN, aligned_length, time_aligned_empty  # noqa: F401  (re-exported)
+from .time_layout import TIME_ALIGN, aligned_copy, aligned_length, time_aligned_empty  # noqa: F401  (re-exported)
 
 LOG2E = 1.4426950408889634
 
@@ -409,7 +409,7 @@ def _time_contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         return None
     if t.stride(-1) == 1 and all(s % TIME_ALIGN == 0 for s in t.stride()[:-1]) and _rows_padded(t):
         return t
-    return time_aligned_empty(t, *t.shape).copy_(t)
+    return aligned_copy(t)
 
 
 def _rows_padded(t: torch.Tensor) -> bool:

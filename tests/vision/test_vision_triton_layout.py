@@ -13,18 +13,10 @@ pytest.importorskip("triton")
 SCRIPT = textwrap.dedent("""
     import os, sys, torch
     os.environ["TRITON_INTERPRET"] = "1"
-    from mambakit.ops import triton_selective_scan as tss
+    from mambakit.ops.time_layout import record_layout_copies
     from mambakit.vision import MultiOrderMamba, bidirectional_orders
     torch.manual_seed(int(sys.argv[1]))
     flip_tokens = sys.argv[2] == "1"
-    copies = []
-    aligned = tss._time_contiguous
-    def counting(t):
-        out = aligned(t)
-        if out is not None and out is not t:
-            copies.append(tuple(t.shape))
-        return out
-    tss._time_contiguous = counting
     d, length = 8, 9
     fast = MultiOrderMamba(d, bidirectional_orders(), d_state=4, d_conv=3, expand=2, impl="triton")
     fast.flip_tokens = flip_tokens
@@ -37,9 +29,10 @@ SCRIPT = textwrap.dedent("""
     x = torch.randn(2, length, d, requires_grad=True)
     g = torch.randn(2, length, d)
     res = []
-    for m in (fast, ref):
-        y = m(x)
-        res.append([y, *torch.autograd.grad(y, [x, *m.parameters()], g)])
+    with record_layout_copies() as copies:
+        for m in (fast, ref):
+            y = m(x)
+            res.append([y, *torch.autograd.grad(y, [x, *m.parameters()], g)])
     assert not copies, f"the scan copied inputs with unaligned rows: {copies}"
     print(max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(*res)))
 """)
