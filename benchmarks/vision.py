@@ -56,9 +56,12 @@ import mambakit.vision  # noqa: E402,F401  (registers the timm models)
 
 MODELS = {"vim_tiny": "vim_tiny_patch16_224", "vmamba_tiny": "vmamba_tiny_224", "deit_tiny": "deit_tiny_patch16_224",
           "vim_tiny_graphed": "vim_tiny_patch16_224", "vmamba_tiny_graphed": "vmamba_tiny_224",
-          "deit_tiny_graphed": "deit_tiny_patch16_224"}
+          "deit_tiny_graphed": "deit_tiny_patch16_224", "vim_tiny_unpadded": "vim_tiny_patch16_224"}
 # "*_graphed": the same model replayed as a CUDA graph (mambakit.CUDAGraphModule), which removes
 # the host's per-kernel launch cost; DeiT gets the same treatment for a fair comparison.
+# "vim_tiny_unpadded": Vim-Tiny with its mixers' sequences left unpadded and flipped on the channels
+# (the layout before aligned padding; the scan's launcher then copies unaligned inputs), for a
+# side-by-side A/B of that layout in one run.
 
 
 def build(name: str, size: int, smoke: bool) -> torch.nn.Module:
@@ -66,8 +69,13 @@ def build(name: str, size: int, smoke: bool) -> torch.nn.Module:
     base = name.removesuffix("_graphed")
     if smoke:  # a few layers keep the CPU run short; the code path is the same
         kwargs.update({"vim_tiny": dict(depth=2), "vmamba_tiny": dict(depths=[1, 1, 1, 1]),
-                       "deit_tiny": dict(depth=2)}[base])
+                       "deit_tiny": dict(depth=2), "vim_tiny_unpadded": dict(depth=2)}[base])
     model = timm.create_model(MODELS[name], num_classes=1000, **kwargs).eval()
+    if name == "vim_tiny_unpadded":
+        from mambakit.vision import MultiOrderMamba
+        for module in model.modules():
+            if isinstance(module, MultiOrderMamba):
+                module.time_align, module.flip_tokens = 1, False
     if name.endswith("_graphed"):
         from mambakit import CUDAGraphModule
         model = CUDAGraphModule(model)

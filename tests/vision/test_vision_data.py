@@ -134,3 +134,23 @@ def test_benchmark_summary_and_crossover():
     assert graphed[-2]["speedup_vs_deit"] == 0.5
     assert rows[-1]["speedup_vs_deit"] == pytest.approx(1900 / 687)
     assert "| 1248 | vim_tiny | 1900 |" in bench.table(rows)
+
+
+def test_benchmark_unpadded_vim_variant_gives_the_same_logits():
+    """``vim_tiny_unpadded`` (the layout A/B) is Vim-Tiny with unpadded, channel-flipped mixers:
+    the same function, so the same logits as ``vim_tiny`` forced to pad and flip tokens."""
+    from mambakit.vision import MultiOrderMamba
+
+    bench = _load_benchmark()
+    torch.manual_seed(0)
+    unpadded = bench.build("vim_tiny_unpadded", 32, smoke=True)
+    mixers = [m for m in unpadded.modules() if isinstance(m, MultiOrderMamba)]
+    assert mixers and all(m.time_align == 1 and m.flip_tokens is False for m in mixers)
+    padded = bench.build("vim_tiny", 32, smoke=True)
+    padded.load_state_dict(unpadded.state_dict())
+    for m in padded.modules():
+        if isinstance(m, MultiOrderMamba):
+            m.time_align, m.flip_tokens = 16, True
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(padded(x), unpadded(x), rtol=1e-4, atol=1e-5)
