@@ -1,4 +1,4 @@
-"""Activation traffic of one Vim layer outside the scan and the GEMMs, counted on the CPU.
+"""Activation traffic of one Vim (and one VMamba SS2D) layer outside the scan and the GEMMs, on the CPU.
 
 The GPU profile of Vim-Tiny at 1248 px (``results/raw/profile_h200.json``) spends a third of its
 kernel time in copies, flips and concatenations around the scan. This script counts them without a
@@ -27,7 +27,7 @@ os.environ["TRITON_INTERPRET"] = "1"   # before triton is imported: CPU tensors 
 import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
-COPY_LIKE = {"copy_", "cat", "flip", "index_select", "gather", "add", "mul", "div", "clone", "constant_pad_nd",
+COPY_LIKE = {"copy_", "cat", "flip", "index_select", "gather", "index", "sum", "add", "mul", "div", "clone", "constant_pad_nd",
              "stack", "index_put_", "index_add_", "zeros_like", "fill_", "slice_scatter", "select_scatter"}
 
 
@@ -49,7 +49,7 @@ class _Traffic(TorchDispatchMode):
             ins += [t for a in args if isinstance(a, (list, tuple)) for t in a if isinstance(t, torch.Tensor)]
             outs = out if isinstance(out, (list, tuple)) else [out]
             written = sum(t.numel() * 2 for t in outs if isinstance(t, torch.Tensor))   # as bf16
-            read = sum(t.numel() * 2 for t in ins)
+            read = sum(t.numel() * 2 for t in ins if t.is_floating_point())   # not the int64 indices
             if name == "copy_":
                 read, written = ins[1].numel() * 2, ins[0].numel() * 2
             if written >= self.unit / 10:
@@ -57,17 +57,17 @@ class _Traffic(TorchDispatchMode):
         return out
 
 
-def layer_traffic(length: int, batch: int, d_model: int, time_align, flip_tokens) -> dict:
+def _stub_kernels() -> None:
     from mambakit.ops import triton_conv1d, triton_selective_scan
-    from mambakit.ops.time_layout import record_layout_copies
-    from mambakit.vision import MultiOrderMamba, bidirectional_orders
 
     triton_selective_scan._fwd_kernel = _NoLaunch()
     triton_conv1d._conv1d_fwd_kernel = _NoLaunch()
-    mixer = MultiOrderMamba(d_model, bidirectional_orders(), d_state=16, d_conv=4, expand=2, impl="triton")
-    mixer.time_align, mixer.flip_tokens = time_align, flip_tokens
-    x = torch.randn(batch, length, d_model)
-    unit = batch * mixer.d_inner * length * 2
+
+
+def _traffic(mixer: torch.nn.Module, x: torch.Tensor, unit: int) -> dict:
+    """Copy-like traffic of ``mixer(x)`` in units of ``unit`` bytes."""
+    from mambakit.ops.time_layout import record_layout_copies
+
     with torch.no_grad(), _Traffic(unit) as mode, record_layout_copies() as copied:
         mixer(x)
     if copied:    # each read and written once, counted as bf16
@@ -76,11 +76,32 @@ def layer_traffic(length: int, batch: int, d_model: int, time_align, flip_tokens
     return {"per_op_units": rows, "total_units": round(sum(mode.rows.values()), 2)}
 
 
+def vim_layer_traffic(length: int, batch: int, d_model: int, time_align, flip_tokens) -> dict:
+    """One Vim mixer on ``(batch, length, d_model)`` tokens, in units of ``(batch, d_inner, length)``."""
+    from mambakit.vision import MultiOrderMamba, bidirectional_orders
+
+    _stub_kernels()
+    mixer = MultiOrderMamba(d_model, bidirectional_orders(), d_state=16, d_conv=4, expand=2, impl="triton")
+    mixer.time_align, mixer.flip_tokens = time_align, flip_tokens
+    return _traffic(mixer, torch.randn(batch, length, d_model), batch * mixer.d_inner * length * 2)
+
+
+def ss2d_layer_traffic(side: int, batch: int, d_model: int) -> dict:
+    """One VMamba SS2D on a ``side x side`` map, in units of ``(batch, d_inner, side**2)``."""
+    from mambakit.vision import SS2D
+
+    _stub_kernels()
+    mixer = SS2D(d_model, d_state=1, impl="triton")
+    return _traffic(mixer, torch.randn(batch, side, side, d_model), batch * mixer.d_inner * side * side * 2)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--length", type=int, default=6085, help="tokens per image (Vim-Tiny 1248 px: 6085)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--d-model", type=int, default=192)
+    parser.add_argument("--ss2d-side", type=int, default=39, help="SS2D map side (VMamba-Tiny stage 1 at 1248 px: 312)")
+    parser.add_argument("--ss2d-d-model", type=int, default=96)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     setups = {"no padding, flip channels (CPU default)": (1, False),
@@ -90,8 +111,11 @@ def main(argv=None) -> int:
     print(f"one bidirectional Vim layer, L={args.length}, d_model={args.d_model}: copy-like traffic in units of "
           f"one (B, d_inner, L) tensor read or written")
     for name, (align, flip) in setups.items():
-        results[name] = layer_traffic(args.length, args.batch, args.d_model, align, flip)
+        results[name] = vim_layer_traffic(args.length, args.batch, args.d_model, align, flip)
         print(f"{name:50s} {results[name]['total_units']:6.1f}  {results[name]['per_op_units']}")
+    name = f"VMamba SS2D, {args.ss2d_side}x{args.ss2d_side} map, d_model {args.ss2d_d_model}"
+    results[name] = ss2d_layer_traffic(args.ss2d_side, args.batch, args.ss2d_d_model)
+    print(f"{name:50s} {results[name]['total_units']:6.1f}  {results[name]['per_op_units']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"name": "layout_traffic", "length": args.length, "batch": args.batch,

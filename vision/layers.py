@@ -28,7 +28,7 @@ from mambakit.ops.selective_scan import selective_scan
 from mambakit.ops.time_layout import padded_length, scan_time_multiple
 from mambakit.scan_orders import Forward, Reverse, ScanOrder
 
-from .scan_orders import cross_scan_orders, merge_stack, scan_stack
+from .scan_orders import cross_merge_channels, cross_scan_channels, merge_stack, scan_stack
 
 
 class SSMBranch(nn.Module):
@@ -216,14 +216,17 @@ class SS2D(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B, H, W, C)`` -> ``(B, H, W, C)``. The four orders are gathered straight into the
+        ``(B, 4, E, Lp)`` layout the scan reads (padded at the end to aligned rows where the
+        Triton scan reads them), so nothing between the conv and the scan is copied again."""
         b, h, w, _ = x.shape
-        e = self.d_inner
+        e, length = self.d_inner, h * w
         x, z = self.in_proj(x).chunk(2, dim=-1)                               # (B, H, W, E) each
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))                        # (B, E, H, W)
-        orders = cross_scan_orders(h, w)
-        xs = scan_stack(x.flatten(2).transpose(1, 2), orders)                 # (B, 4, L, E)
-        y = _scan_branches(xs.transpose(2, 3), self.branches, self.d_state, self.dt_rank,
-                           impl=self.impl)                                    # (B, 4, E, L)
-        y = merge_stack(y.transpose(2, 3), orders, "sum").view(b, h, w, e)    # (B, H, W, E)
+        padded = padded_length(length, scan_time_multiple(x, self.impl))
+        xs = cross_scan_channels(x, padded)                                   # (B, 4, E, Lp)
+        y = _scan_branches(xs, self.branches, self.d_state, self.dt_rank, impl=self.impl)  # (B, 4, E, Lp)
+        y = cross_merge_channels(y, h, w)                                     # (B, E, L)
+        y = y.transpose(1, 2).reshape(b, h, w, e)                             # (B, H, W, E)
         y = self.out_norm(y) * F.silu(z)
         return self.out_proj(y)

@@ -107,6 +107,49 @@ def cross_merge(ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return merged.view(ys.shape[0], height, width, ys.shape[-1])
 
 
+@lru_cache(maxsize=64)
+def _cross_scan_index(height: int, width: int, padded: int, device: str) -> torch.Tensor:
+    """``(4, padded)``: the row-major position each cross-scan order reads at step ``t``; the
+    padding steps ``t >= H*W`` read position 0 (their results are discarded)."""
+    length = height * width
+    index = torch.zeros(len(GRID_ORDERS), padded, dtype=torch.long)
+    for k, kind in enumerate(GRID_ORDERS):
+        index[k, :length] = _grid_perm(kind, height, width)
+    return index.to(device)
+
+
+@lru_cache(maxsize=64)
+def _cross_merge_index(height: int, width: int, device: str) -> torch.Tensor:
+    """``(4, H*W)``: the step at which each cross-scan order reads row-major position ``p``."""
+    return torch.stack([torch.argsort(_grid_perm(kind, height, width)) for kind in GRID_ORDERS]).to(device)
+
+
+def cross_scan_channels(x: torch.Tensor, padded: Optional[int] = None) -> torch.Tensor:
+    """Channels-first cross-scan: ``x (B, C, H, W)`` -> ``(B, 4, C, Lp)``, contiguous, the four
+    orders' sequences (row, column, both reversed) in one gather; ``Lp = padded`` (default
+    ``H*W``) adds steps at the end of every sequence (causal scans never read them back)."""
+    if x.dim() != 4:
+        raise ValueError(f"cross_scan_channels: expected (B, C, H, W), got {tuple(x.shape)}")
+    b, c, h, w = x.shape
+    padded = h * w if padded is None else padded
+    if padded < h * w:
+        raise ValueError(f"cross_scan_channels: padded={padded} is shorter than the {h * w} tokens")
+    flat = x.reshape(b, 1, c, h * w).expand(b, len(GRID_ORDERS), c, h * w)
+    index = _cross_scan_index(h, w, padded, str(x.device)).view(1, -1, 1, padded)
+    return flat.gather(-1, index.expand(b, -1, c, -1))
+
+
+def cross_merge_channels(ys: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Inverse of ``cross_scan_channels`` summed over the orders: ``ys (B, 4, C, >= H*W)`` (scan
+    order, padding ignored) -> ``(B, C, H*W)`` at row-major positions."""
+    length = height * width
+    if ys.dim() != 4 or ys.shape[1] != len(GRID_ORDERS) or ys.shape[-1] < length:
+        raise ValueError(f"cross_merge_channels: expected (B, 4, C, >= {length}), got {tuple(ys.shape)}")
+    b, k, c, _ = ys.shape
+    index = _cross_merge_index(height, width, str(ys.device)).view(1, k, 1, length)
+    return ys.gather(-1, index.expand(b, -1, c, -1)).sum(1)
+
+
 def class_token_index(num_patches: int, position: str) -> Optional[int]:
     """Where Vim puts the class token in a sequence of ``num_patches`` patches: ``0`` (start),
     ``num_patches // 2`` (middle, as the official Vim) or ``None``."""

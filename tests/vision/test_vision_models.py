@@ -105,6 +105,26 @@ def test_ss2d_equals_four_separate_scans(seed):
     assert torch.allclose(ss2d(x), ss2d.out_proj(y), atol=1e-10)
 
 
+def test_ss2d_padded_equals_unpadded(monkeypatch, seed):
+    """SS2D pads its four sequences to aligned rows where the Triton scan reads them: outputs and
+    gradients equal the unpadded ones (float64)."""
+    import mambakit.vision.layers as layers
+
+    ss2d = SS2D(8, d_state=4, impl="reference").double()
+    with torch.no_grad():
+        for p in ss2d.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(2, 3, 5, 8, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 3, 5, 8, dtype=torch.float64)
+    res = []
+    for multiple in (1, 16):
+        monkeypatch.setattr(layers, "scan_time_multiple", lambda t, impl, m=multiple: m)
+        y = ss2d(x)
+        res.append([y, *torch.autograd.grad(y, [x, *ss2d.parameters()], g)])
+    for a, b in zip(*res):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_vim_shapes_pooling_and_gradients(seed):
     model = tiny_vim()
     x = torch.randn(2, 3, 32, 32)

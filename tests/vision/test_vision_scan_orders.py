@@ -42,6 +42,30 @@ def test_cross_scan_then_merge_sums_four_copies(seed):
         assert torch.equal(order.invert(ys[:, k]), x.reshape(b, h * w, c))
 
 
+@pytest.mark.parametrize("padded", [None, 16, 20])
+def test_channels_first_cross_scan_matches_the_token_major_one(seed, padded):
+    """``cross_scan_channels`` is ``cross_scan`` in the (B, 4, C, Lp) layout the scan reads, with
+    padding steps appended; ``cross_merge_channels`` inverts each order and sums, gradients too."""
+    from mambakit.vision.scan_orders import cross_merge_channels, cross_scan_channels
+
+    b, h, w, c = 2, 5, 3, 4
+    x = torch.randn(b, h, w, c, dtype=torch.float64, requires_grad=True)
+    ys = cross_scan_channels(x.permute(0, 3, 1, 2), padded)
+    assert ys.shape == (b, 4, c, padded or h * w) and ys.is_contiguous()
+    torch.testing.assert_close(ys[..., :h * w], cross_scan(x).transpose(2, 3), rtol=0, atol=0)
+    weights = torch.randn(4, dtype=torch.float64).view(1, 4, 1, 1)
+    merged = cross_merge_channels(ys * weights, h, w)                   # (B, C, H*W)
+    expected = sum(weights[0, k, 0, 0] * x for k in range(4)).permute(0, 3, 1, 2).reshape(b, c, h * w)
+    torch.testing.assert_close(merged, expected)
+    g = torch.randn_like(merged)
+    (grad,) = torch.autograd.grad(merged, x, g)
+    torch.testing.assert_close(grad, weights.sum() * g.view(b, c, h, w).permute(0, 2, 3, 1))
+    with pytest.raises(ValueError, match="shorter"):
+        cross_scan_channels(x.permute(0, 3, 1, 2), h * w - 1)
+    with pytest.raises(ValueError, match="cross_merge_channels"):
+        cross_merge_channels(ys[:, :3], h, w)
+
+
 def test_merge_stack_mean_and_bidirectional(seed):
     x = torch.randn(3, 9, 5)
     orders = bidirectional_orders()
