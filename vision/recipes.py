@@ -12,7 +12,6 @@ input cost). A single gray channel (``in_chans=1``); augmentation from timm's
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Subset
 

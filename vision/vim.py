@@ -12,7 +12,7 @@ Parameter names follow the official Vim except the per-direction SSM parameters
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from functools import partial
 from typing import Any, Optional
 
