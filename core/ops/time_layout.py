@@ -18,9 +18,14 @@ import torch
 TIME_ALIGN = 16
 
 
+def padded_length(length: int, multiple: int) -> int:
+    """``length`` rounded up to a multiple of ``multiple``."""
+    return -(-length // multiple) * multiple
+
+
 def aligned_length(length: int) -> int:
     """``length`` rounded up to a multiple of ``TIME_ALIGN``."""
-    return -(-length // TIME_ALIGN) * TIME_ALIGN
+    return padded_length(length, TIME_ALIGN)
 
 
 def time_aligned_empty(like: torch.Tensor, *shape: int, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
@@ -67,8 +72,3 @@ def scan_time_multiple(x: torch.Tensor, impl: str = "auto") -> int:
     if x.is_cuda or (impl == "triton" and os.environ.get("TRITON_INTERPRET") == "1"):
         return TIME_ALIGN
     return 1
-
-
-def padded_length(length: int, multiple: int) -> int:
-    """``length`` rounded up to a multiple of ``multiple``."""
-    return -(-length // multiple) * multiple
