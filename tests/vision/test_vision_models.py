@@ -125,6 +125,27 @@ def test_ss2d_padded_equals_unpadded(monkeypatch, seed):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("kinds", [("reverse", "forward"), ("forward",), ("reverse", "reverse", "forward")])
+def test_channels_first_path_with_other_order_lists(seed, kinds):
+    """Any list of forward/reverse orders (reverse first, one order, repeats) on the padded,
+    token-flipped path equals the generic path with the same orders as permutations."""
+    from mambakit.scan_orders import Forward, Permutation, Reverse
+
+    torch.manual_seed(seed)
+    d, length = 8, 7
+    orders = [Reverse() if k == "reverse" else Forward() for k in kinds]
+    perms = [Permutation(torch.arange(length).flip(0) if k == "reverse" else torch.arange(length)) for k in kinds]
+    fast = MultiOrderMamba(d, orders, d_state=4, d_conv=3, expand=2, impl="reference").double()
+    fast.time_align, fast.flip_tokens = 16, True
+    with torch.no_grad():
+        for p in fast.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    generic = MultiOrderMamba(d, perms, d_state=4, d_conv=3, expand=2, impl="reference").double()
+    generic.load_state_dict(fast.state_dict())
+    x = torch.randn(2, length, d, dtype=torch.float64)
+    torch.testing.assert_close(fast(x), generic(x), rtol=1e-12, atol=1e-12)
+
+
 def test_vim_shapes_pooling_and_gradients(seed):
     model = tiny_vim()
     x = torch.randn(2, 3, 32, 32)
