@@ -88,6 +88,17 @@ class MultiOrderMamba(nn.Module):
     averaged (``divide_out=True``, Vim's ``if_devide_out``) or summed, then projected.
     """
 
+    #: Time padding of the channels-first activations: ``"auto"`` pads to a multiple of
+    #: ``TIME_ALIGN`` steps where the Triton scan reads them (``scan_time_multiple``), so that every
+    #: tensor the conv and the scan read has aligned rows and none is copied; an int forces that
+    #: multiple (1: none).
+    time_align: int | str = "auto"
+    #: Where a reverse order flips the sequence: ``True`` on the ``(B, Lp, d_model)`` tokens, with
+    #: ``in_proj`` applied to each reading (K times its FLOPs, no pass over the 2E channels: the
+    #: better trade on a GPU); ``False`` on the ``(B, 2E, Lp)`` channels after one ``in_proj``
+    #: (the better trade on a CPU); ``"auto"`` picks by device.
+    flip_tokens: bool | str = "auto"
+
     def __init__(self, d_model: int, orders: Sequence[ScanOrder], d_state: int = 16, d_conv: int = 4,
                  expand: float = 2, dt_rank: int | str = "auto", divide_out: bool = True,
                  conv_bias: bool = True, bias: bool = False, impl: str = "auto") -> None:
@@ -123,17 +134,6 @@ class MultiOrderMamba(nn.Module):
         y = merge_stack(y.transpose(2, 3), self.orders,
                         "mean" if self.divide_out else "sum")                 # (B, L, E)
         return self.out_proj(y)
-
-    #: Time padding of the channels-first activations: ``"auto"`` pads to a multiple of
-    #: ``TIME_ALIGN`` steps where the Triton scan reads them (``scan_time_multiple``), so that every
-    #: tensor the conv and the scan read has aligned rows and none is copied; an int forces that
-    #: multiple (1: none).
-    time_align: int | str = "auto"
-    #: Where a reverse order flips the sequence: ``True`` on the ``(B, Lp, d_model)`` tokens, with
-    #: ``in_proj`` applied to each reading (K times its FLOPs, no pass over the 2E channels: the
-    #: better trade on a GPU); ``False`` on the ``(B, 2E, Lp)`` channels after one ``in_proj``
-    #: (the better trade on a CPU); ``"auto"`` picks by device.
-    flip_tokens: bool | str = "auto"
 
     def _time_multiple(self, x: torch.Tensor) -> int:
         return scan_time_multiple(x, self.impl) if self.time_align == "auto" else int(self.time_align)
