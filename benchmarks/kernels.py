@@ -32,19 +32,16 @@ import argparse
 import datetime as _dt
 import json
 import math
-import os
-import re
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from third_party import install_mamba_ssm_python, try_fla, try_mamba_ssm  # noqa: E402
+from third_party import import_mamba_ssm_python_only, try_fla, try_mamba_ssm  # noqa: E402
 from timing import gpu_tag  # noqa: E402
 
 import mambakit  # noqa: E402
@@ -276,16 +273,9 @@ def load_mamba2_baseline(mamba_ssm, sdist: Optional[str]):
     imported from the sdist's sources without running the package's ``__init__``."""
     try:
         if mamba_ssm is None and "mamba_ssm" not in sys.modules:
-            if not sdist or not os.path.exists(sdist):
-                return None, "mamba_ssm sdist not given"
-            src = install_mamba_ssm_python(sdist)
-            # A bare package object in place of mamba_ssm/__init__.py, which imports the CUDA
-            # extension and every model; its subpackages are then imported as usual.
-            pkg = types.ModuleType("mamba_ssm")
-            pkg.__path__ = [str(src / "mamba_ssm")]
-            found = re.search(r'__version__\s*=\s*"([^"]+)"', (src / "mamba_ssm" / "__init__.py").read_text())
-            pkg.__version__ = found.group(1) if found else "?"
-            sys.modules["mamba_ssm"] = pkg
+            pkg, note = import_mamba_ssm_python_only(sdist)
+            if pkg is None:
+                return None, note
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
         version = getattr(sys.modules["mamba_ssm"], "__version__", "?")
         return mamba_chunk_scan_combined, f"mamba_ssm {version} (Triton SSD)"
@@ -412,15 +402,23 @@ E2E_LAYERS = {  # our ssm_cfg, mamba_ssm's ssm_cfg (its unfused paths need no ca
 }
 
 
-def bench_e2e(rows: list, mamba_ssm, batch: int = 8, length: int = 2048) -> None:
-    """A 24-layer d_model 768 language model of each layer kind, forward+backward in bf16 autocast."""
+def bench_e2e(rows: list, mamba_ssm, sdist: Optional[str], layers: list, batch: int = 8,
+              length: int = 2048) -> None:
+    """A 24-layer d_model 768 language model of each layer kind, forward+backward in bf16 autocast.
+    ``mamba_ssm`` is the package with its CUDA scan built, or None: their Mamba-2 model then runs
+    from the sdist's Python/Triton code and their Mamba-1 model is left out."""
     import triton
+    cuda_scan = mamba_ssm is not None
+    if mamba_ssm is None:
+        mamba_ssm, note = import_mamba_ssm_python_only(sdist)
+        print(f"  e2e baseline: {note}", flush=True)
     ids = torch.randint(0, 256, (batch, length), device="cuda")
-    for layer, (ours_cfg, their_cfg) in E2E_LAYERS.items():
+    for layer in layers:
+        ours_cfg, their_cfg = E2E_LAYERS[layer]
         torch.manual_seed(0)
         models = {"mambakit": lambda: mambakit.MambaLMHeadModel(
             d_model=768, n_layer=24, vocab_size=256, ssm_cfg=dict(ours_cfg))}
-        if mamba_ssm is not None:
+        if mamba_ssm is not None and (cuda_scan or their_cfg.get("layer") == "Mamba2"):
             from mamba_ssm.models.config_mamba import MambaConfig as TheirConfig
             from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel as TheirLM
             models["mamba_ssm"] = lambda: TheirLM(TheirConfig(d_model=768, n_layer=24, vocab_size=256,
@@ -471,6 +469,11 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true",
                         help="mamba2: skip timing the PyTorch reference")
     parser.add_argument("--sections", default="correctness,mamba1,mamba2_correctness,mamba2,e2e")
+    parser.add_argument("--no-cuda-build", action="store_true",
+                        help="do not build mamba_ssm's CUDA scan: no Mamba-1 baselines; the Mamba-2 "
+                             "baselines still run from its Triton code")
+    parser.add_argument("--e2e-layers", default=",".join(E2E_LAYERS),
+                        help=f"e2e: which language models, from {','.join(E2E_LAYERS)}")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--scan-config", default=None,
                         help="Mamba-1 scan launch configs to use instead of the defaults, e.g. "
@@ -483,7 +486,11 @@ def main() -> None:
     sections = args.sections.split(",")
     gpu = torch.cuda.get_device_name()
     mamba_ssm, note = (None, "not requested")
-    if {"mamba1", "e2e"} & set(sections):
+    e2e_layers = [name for name in args.e2e_layers.split(",") if name]
+    if set(e2e_layers) - set(E2E_LAYERS):
+        parser.error(f"--e2e-layers: unknown {sorted(set(e2e_layers) - set(E2E_LAYERS))}; "
+                     f"choose from {list(E2E_LAYERS)}")
+    if {"mamba1", "e2e"} & set(sections) and not args.no_cuda_build:
         mamba_ssm, note = try_mamba_ssm(args.mamba_ssm_sdist, args.prebuilt, args.save_build)
     mamba2_fn, fla_fn = None, None
     if "mamba2" in sections:
@@ -503,7 +510,7 @@ def main() -> None:
     if "mamba2" in sections:
         bench_mamba2(rows, mamba2_fn, fla_fn, bandwidth, with_reference=not args.no_reference)
     if "e2e" in sections:
-        bench_e2e(rows, mamba_ssm)
+        bench_e2e(rows, mamba_ssm, args.mamba_ssm_sdist, e2e_layers)
     import triton
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

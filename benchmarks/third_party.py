@@ -16,8 +16,10 @@ import os
 import shutil
 import subprocess
 import sys
+import re
 import tarfile
 import time
+import types
 from pathlib import Path
 from typing import Optional
 
@@ -86,6 +88,39 @@ def try_mamba_ssm(sdist: Optional[str], prebuilt_dir: Optional[str] = None, save
         return mamba_ssm, f"mamba_ssm {mamba_ssm.__version__}, CUDA scan build {build_s:.0f} s"
     except Exception as err:  # a baseline that fails to build must not stop our own measurements
         return None, f"mamba_ssm unavailable: {type(err).__name__}: {err}"[:400]
+
+
+def import_mamba_ssm_python_only(sdist: Optional[str], workdir: str = "/tmp/mamba_ssm_src"):
+    """mamba_ssm's pure-Python/Triton code (its Mamba-2, RMSNorm and LM classes) without its CUDA
+    scan: the package's ``__init__`` (which imports the CUDA extension and every model) is replaced
+    by a bare package object, and ``selective_scan_cuda`` by a module that refuses every use, so a
+    Mamba-1 layer of theirs fails loudly instead of running something else. Returns
+    ``(package or None, note)``; a package already imported is returned as it is."""
+    if "mamba_ssm" in sys.modules:
+        return sys.modules["mamba_ssm"], "mamba_ssm already imported"
+    if not sdist or not os.path.exists(sdist):
+        return None, "mamba_ssm sdist not given"
+    try:
+        src = install_mamba_ssm_python(sdist, workdir)
+        pkg = types.ModuleType("mamba_ssm")
+        pkg.__path__ = [str(src / "mamba_ssm")]
+        found = re.search(r'__version__\s*=\s*"([^"]+)"', (src / "mamba_ssm" / "__init__.py").read_text())
+        pkg.__version__ = found.group(1) if found else "?"
+        sys.modules["mamba_ssm"] = pkg
+        if "selective_scan_cuda" not in sys.modules:
+            sys.modules["selective_scan_cuda"] = _UnbuiltExtension("selective_scan_cuda")
+        return pkg, f"mamba_ssm {pkg.__version__} (Python/Triton code only, CUDA scan not built)"
+    except Exception as err:  # a baseline that fails to import must not stop our measurements
+        return None, f"mamba_ssm unavailable: {type(err).__name__}: {err}"[:400]
+
+
+class _UnbuiltExtension(types.ModuleType):
+    """Stands in for a CUDA extension that was not built; any attribute use raises."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise RuntimeError(f"{self.__name__} was not built (run without --no-cuda-build)")
 
 
 def try_fla(wheel_dir: Optional[str]):
