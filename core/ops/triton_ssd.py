@@ -347,8 +347,10 @@ def _bwd_dx_kernel(x_ptr, B_ptr, C_ptr, CB_ptr, g_ptr, dS_ptr, dtp_ptr, cs_ptr, 
                    HPP: tl.constexpr, HAS_D: tl.constexpr, HAS_SEQ: tl.constexpr,
                    ATOMIC: tl.constexpr, K: tl.constexpr, BLOCK_L: tl.constexpr,
                    BLOCK_S: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr,
-                   DOT_DTYPE: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr):
+                   DOT_DTYPE: tl.constexpr, PREC: tl.constexpr, SPREC: tl.constexpr,
+                   WITH_DB: tl.constexpr):
     # Program = a block of source positions s of one chunk, HPP heads of one group.
+    # Without WITH_DB it leaves dB to the group kernels (_bwd_dcb_kernel, _bwd_dbc_kernel).
     #   Z_s = sum_{l>=s} CB_ls E_ls g_l + W_s dS B_s   (E_ls = exp(cs_l - cs_s), W_s = exp(cs_last - cs_s))
     #   dx_s = dt_s Z_s + D g_s;  ddt_direct_s = x_s · Z_s;  V_s = dt_s x_s · (W_s dS B_s)
     #   dB_s = dt_s sum_{l>=s} E_ls (g_l · x_s) C_l + W_s dt_s dSᵀ x_s   (summed over the heads)
@@ -392,7 +394,8 @@ def _bwd_dx_kernel(x_ptr, B_ptr, C_ptr, CB_ptr, g_ptr, dS_ptr, dtp_ptr, cs_ptr, 
         # the state part first; the loop then accumulates onto it (fewer live registers)
         Z = tl.dot(Bs.to(tl.float32), tl.trans(dS), input_precision=SPREC) * W[:, None]
         tl.store(V_ptr + row + offs_s, dt_s * tl.sum(xs * Z, axis=1))
-        dB_acc += tl.dot(xs, dS, input_precision=SPREC) * (W * dt_s)[:, None]
+        if WITH_DB:
+            dB_acc += tl.dot(xs, dS, input_precision=SPREC) * (W * dt_s)[:, None]
         xs_d = xs.to(DOT_DTYPE)
         for l0 in range(l_start, K, BLOCK_L):
             offs_l = l0 + tl.arange(0, BLOCK_L)
@@ -406,11 +409,12 @@ def _bwd_dx_kernel(x_ptr, B_ptr, C_ptr, CB_ptr, g_ptr, dS_ptr, dtp_ptr, cs_ptr, 
             ET = tl.exp(tl.where(keep, cs_l[None, :] - cs_s[:, None], float("-inf")))
             gl = tl.load(g_ptr + b * s_gb + h * s_gh + tl_[:, None] * s_gl + offs_p[None, :] * s_gp,
                          mask=ml[:, None] & mp[None, :], other=0.0).to(DOT_DTYPE)   # (BL, BP)
-            Cl = tl.load(C_ptr + b * s_cb + g * s_cg + tl_[:, None] * s_cl + offs_n[None, :] * s_cn,
-                         mask=ml[:, None] & mn[None, :], other=0.0).to(DOT_DTYPE)   # (BL, BN)
             Z += tl.dot((cbT * ET).to(DOT_DTYPE), gl, input_precision=PREC)
-            gxT = tl.dot(xs_d, tl.trans(gl), input_precision=PREC)                  # (BS, BL)
-            dB_acc += tl.dot((gxT * ET * dt_s[:, None]).to(DOT_DTYPE), Cl, input_precision=PREC)
+            if WITH_DB:
+                Cl = tl.load(C_ptr + b * s_cb + g * s_cg + tl_[:, None] * s_cl + offs_n[None, :] * s_cn,
+                             mask=ml[:, None] & mn[None, :], other=0.0).to(DOT_DTYPE)  # (BL, BN)
+                gxT = tl.dot(xs_d, tl.trans(gl), input_precision=PREC)              # (BS, BL)
+                dB_acc += tl.dot((gxT * ET * dt_s[:, None]).to(DOT_DTYPE), Cl, input_precision=PREC)
         dx = Z * dt_s[:, None]
         if HAS_D:
             gs = tl.load(g_ptr + b * s_gb + h * s_gh + ts[:, None] * s_gl + offs_p[None, :] * s_gp,
@@ -422,11 +426,12 @@ def _bwd_dx_kernel(x_ptr, B_ptr, C_ptr, CB_ptr, g_ptr, dS_ptr, dtp_ptr, cs_ptr, 
         tl.store(dx_ptr + ((b * L + ts[:, None]) * H + h) * P + offs_p[None, :],
                  dx.to(dx_ptr.dtype.element_ty), mask=m_sp)
         tl.store(ddd_ptr + row + offs_s, tl.sum(xs * Z, axis=1))
-    dB_off = ((b * L + ts[:, None]) * G + g) * N + offs_n[None, :]
-    if ATOMIC:
-        tl.atomic_add(dB_ptr + dB_off, dB_acc, mask=ms[:, None] & mn[None, :], sem="relaxed")
-    else:
-        tl.store(dB_ptr + dB_off, dB_acc, mask=ms[:, None] & mn[None, :])
+    if WITH_DB:
+        dB_off = ((b * L + ts[:, None]) * G + g) * N + offs_n[None, :]
+        if ATOMIC:
+            tl.atomic_add(dB_ptr + dB_off, dB_acc, mask=ms[:, None] & mn[None, :], sem="relaxed")
+        else:
+            tl.store(dB_ptr + dB_off, dB_acc, mask=ms[:, None] & mn[None, :])
 
 
 @triton.jit
@@ -510,6 +515,169 @@ def _bwd_dc_kernel(x_ptr, B_ptr, C_ptr, CB_ptr, g_ptr, st_ptr, dtp_ptr, cs_ptr, 
         tl.atomic_add(dC_ptr + dC_off, dC_acc, mask=ml[:, None] & mn[None, :], sem="relaxed")
     else:
         tl.store(dC_ptr + dC_off, dC_acc, mask=ml[:, None] & mn[None, :])
+
+
+@triton.jit
+def _bwd_dcb_kernel(x_ptr, CB_ptr, g_ptr, dtp_ptr, cs_ptr, seg_ptr, dCB_ptr, intra_ptr,
+                    L, H, G, nc, P, heads_per_group, n_split,
+                    s_xb, s_xl, s_xh, s_xp, s_gb, s_gl, s_gh, s_gp, s_segb,
+                    HPS: tl.constexpr, HPS_P2: tl.constexpr, HAS_SEQ: tl.constexpr,
+                    ATOMIC: tl.constexpr, K: tl.constexpr, BLOCK: tl.constexpr,
+                    BLOCK_P: tl.constexpr, DOT_DTYPE: tl.constexpr, PREC: tl.constexpr):
+    # Program = a block of output positions l of one chunk and HPS heads of one group. For each
+    # block of sources s <= l, summed over its heads:
+    #   dCB_ls = sum_h E_ls dt_s (g_l · x_s)            (the gradient of C_l · B_s, all heads)
+    # and per head the intra-chunk part of the gradient of dA (see _bwd_dc_kernel):
+    #   intra[lb, s] = sum_{l in block, l >= s} sum_{s' < s} T_ls',  T_ls' = (g_l·x_s') CB_ls' E_ls' dt_s'
+    # with each head's running row sums over earlier source blocks kept in registers.
+    pid = tl.program_id(0).to(tl.int64)
+    b = pid // nc
+    c = pid % nc
+    gs = tl.program_id(1).to(tl.int64)
+    g = gs // n_split
+    h0 = g * heads_per_group + (gs % n_split) * HPS
+    lb = tl.program_id(2)
+    n_lb = tl.num_programs(2)
+    offs_l = lb * BLOCK + tl.arange(0, BLOCK)
+    offs_p = tl.arange(0, BLOCK_P)
+    offs_h = tl.arange(0, HPS_P2)
+    tl_ = c * K + offs_l
+    ml = tl_ < L
+    mp = offs_p < P
+    seg_b = seg_ptr + b * s_segb
+    if HAS_SEQ:
+        seg_l = _seg(seg_b, tl_, L)
+    cb_base = CB_ptr + ((b * nc + c) * G + g) * K * K
+    carries = tl.zeros((HPS_P2, BLOCK), dtype=tl.float32)     # per head: sum over s' < block
+    for sb in range(0, lb + 1):
+        offs_s = sb * BLOCK + tl.arange(0, BLOCK)
+        ts = c * K + offs_s
+        mts = ts < L
+        causal = offs_l[:, None] >= offs_s[None, :]
+        keep = causal
+        if HAS_SEQ:
+            keep = keep & (seg_l[:, None] == _seg(seg_b, ts, L)[None, :])
+        cb = tl.load(cb_base + offs_l[:, None] * K + offs_s[None, :], mask=keep, other=0.0)
+        acc = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)
+        for hh in range(HPS):
+            h = h0 + hh
+            row = ((b * H + h) * nc + c) * K
+            cs_l = tl.load(cs_ptr + row + offs_l)
+            cs_s = tl.load(cs_ptr + row + offs_s)
+            dt_s = tl.load(dtp_ptr + row + offs_s)
+            gl = tl.load(g_ptr + b * s_gb + h * s_gh + tl_[:, None] * s_gl + offs_p[None, :] * s_gp,
+                         mask=ml[:, None] & mp[None, :], other=0.0).to(DOT_DTYPE)   # (BL, BP)
+            xs = tl.load(x_ptr + b * s_xb + h * s_xh + ts[:, None] * s_xl + offs_p[None, :] * s_xp,
+                         mask=mts[:, None] & mp[None, :], other=0.0).to(DOT_DTYPE)  # (BS, BP)
+            E = tl.exp(tl.where(keep, cs_l[:, None] - cs_s[None, :], float("-inf")))
+            gxE = tl.dot(gl, tl.trans(xs), input_precision=PREC) * E * dt_s[None, :]
+            acc += gxE
+            T = gxE * cb
+            this = offs_h[:, None] == hh
+            carry = tl.sum(tl.where(this, carries, 0.0), axis=0)                    # (BL,)
+            excl = carry[:, None] + tl.cumsum(T, axis=1) - T                        # sum_{s' < s}
+            contrib = tl.sum(tl.where(causal, excl, 0.0), axis=0)                    # (BS,)
+            tl.store(intra_ptr + (((b * H + h) * nc + c) * n_lb + lb) * K + offs_s, contrib)
+            carries = tl.where(this, carries + tl.sum(T, axis=1)[None, :], carries)
+        dcb_ptrs = dCB_ptr + ((b * nc + c) * G + g) * K * K + offs_l[:, None] * K + offs_s[None, :]
+        if ATOMIC:
+            tl.atomic_add(dcb_ptrs, acc, sem="relaxed")
+        else:
+            tl.store(dcb_ptrs, acc)
+
+
+@triton.jit
+def _bwd_dbc_kernel(x_ptr, B_ptr, C_ptr, g_ptr, dS_ptr, st_ptr, dCB_ptr, dtp_ptr, cs_ptr, seg_ptr,
+                    dB_ptr, dC_ptr, inter_ptr,
+                    L, H, G, nc, P, N, heads_per_group, n_split,
+                    s_xb, s_xl, s_xh, s_xp, s_bb, s_bl, s_bg, s_bn, s_cb, s_cl, s_cg, s_cn,
+                    s_gb, s_gl, s_gh, s_gp, s_segb,
+                    HPS: tl.constexpr, HAS_SEQ: tl.constexpr, ATOMIC: tl.constexpr,
+                    K: tl.constexpr, BLOCK: tl.constexpr, BLOCK_P: tl.constexpr,
+                    BLOCK_N: tl.constexpr, DOT_DTYPE: tl.constexpr, PREC: tl.constexpr,
+                    SPREC: tl.constexpr):
+    # Program = a block of rows r of one chunk, HPS heads of one group; the first half of the
+    # row blocks are rows of dB (positions s), the second half rows of dC (positions l):
+    #   dB_s = sum_{l >= s} dCB_ls C_l + sum_h W_s dt_s dS_hᵀ x_s       (W_s = exp(cs_last - cs_s))
+    #   dC_l = sum_{s <= l} dCB_ls B_s + sum_h exp(cs_l) S_in,hᵀ g_l,  inter_l = exp(cs_l) g_l · (S_in C_l)
+    # The dCB part is added by the first head split only.
+    pid = tl.program_id(0).to(tl.int64)
+    b = pid // nc
+    c = pid % nc
+    gs = tl.program_id(1).to(tl.int64)
+    g = gs // n_split
+    split = gs % n_split
+    h0 = g * heads_per_group + split * HPS
+    n_rb = K // BLOCK
+    rb = tl.program_id(2) % n_rb
+    rows_of_c = tl.program_id(2) >= n_rb
+    offs_r = rb * BLOCK + tl.arange(0, BLOCK)
+    offs_p = tl.arange(0, BLOCK_P)
+    offs_n = tl.arange(0, BLOCK_N)
+    tr = c * K + offs_r
+    mr = tr < L
+    mp = offs_p < P
+    mn = offs_n < N
+    seg_b = seg_ptr + b * s_segb
+    cbase = dCB_ptr + ((b * nc + c) * G + g) * K * K
+    acc = tl.zeros((BLOCK, BLOCK_N), dtype=tl.float32)
+    if rows_of_c:
+        if split == 0:
+            for sb in range(0, rb + 1):
+                offs_s = sb * BLOCK + tl.arange(0, BLOCK)
+                ts = c * K + offs_s
+                dcb = tl.load(cbase + offs_r[:, None] * K + offs_s[None, :]).to(DOT_DTYPE)  # (BL, BS)
+                Bs = tl.load(B_ptr + b * s_bb + g * s_bg + ts[:, None] * s_bl + offs_n[None, :] * s_bn,
+                             mask=(ts < L)[:, None] & mn[None, :], other=0.0).to(DOT_DTYPE)
+                acc += tl.dot(dcb, Bs, input_precision=PREC)
+        if HAS_SEQ:
+            keep_f = _seg(seg_b, tr, L) == _seg(seg_b, c * K - 1, L)
+        Cl = tl.load(C_ptr + b * s_cb + g * s_cg + tr[:, None] * s_cl + offs_n[None, :] * s_cn,
+                     mask=mr[:, None] & mn[None, :], other=0.0).to(tl.float32)      # (BL, BN)
+        for hh in range(HPS):
+            h = h0 + hh
+            row = ((b * H + h) * nc + c) * K
+            log_f = tl.load(cs_ptr + row + offs_r)
+            if HAS_SEQ:
+                log_f = tl.where(keep_f, log_f, float("-inf"))
+            gl = tl.load(g_ptr + b * s_gb + h * s_gh + tr[:, None] * s_gl + offs_p[None, :] * s_gp,
+                         mask=mr[:, None] & mp[None, :], other=0.0).to(tl.float32)   # (BL, BP)
+            S = tl.load(st_ptr + (((b * nc + c) * H + h) * P + offs_p[:, None]) * N + offs_n[None, :],
+                        mask=mp[:, None] & mn[None, :], other=0.0)                  # (BP, BN)
+            GS = tl.dot(gl, S, input_precision=SPREC) * tl.exp(log_f)[:, None]
+            tl.store(inter_ptr + row + offs_r, tl.sum(GS * Cl, axis=1))
+            acc += GS
+        out_ptr = dC_ptr
+    else:
+        if split == 0:
+            for lb in range(rb, n_rb):
+                offs_l = lb * BLOCK + tl.arange(0, BLOCK)
+                tl_ = c * K + offs_l
+                dcbT = tl.load(cbase + offs_l[None, :] * K + offs_r[:, None]).to(DOT_DTYPE)  # (BS, BL)
+                Cl = tl.load(C_ptr + b * s_cb + g * s_cg + tl_[:, None] * s_cl + offs_n[None, :] * s_cn,
+                             mask=(tl_ < L)[:, None] & mn[None, :], other=0.0).to(DOT_DTYPE)
+                acc += tl.dot(dcbT, Cl, input_precision=PREC)
+        if HAS_SEQ:
+            keep_w = _seg(seg_b, tr, L) == _seg(seg_b, c * K + K - 1, L)
+        for hh in range(HPS):
+            h = h0 + hh
+            row = ((b * H + h) * nc + c) * K
+            cs_s = tl.load(cs_ptr + row + offs_r)
+            dt_s = tl.load(dtp_ptr + row + offs_r)
+            log_w = tl.load(cs_ptr + row + K - 1) - cs_s
+            if HAS_SEQ:
+                log_w = tl.where(keep_w, log_w, float("-inf"))
+            xs = tl.load(x_ptr + b * s_xb + h * s_xh + tr[:, None] * s_xl + offs_p[None, :] * s_xp,
+                         mask=mr[:, None] & mp[None, :], other=0.0).to(tl.float32)   # (BS, BP)
+            dS = tl.load(dS_ptr + (((b * nc + c) * H + h) * P + offs_p[:, None]) * N + offs_n[None, :],
+                         mask=mp[:, None] & mn[None, :], other=0.0)                 # (BP, BN)
+            acc += tl.dot(xs, dS, input_precision=SPREC) * (tl.exp(log_w) * dt_s)[:, None]
+        out_ptr = dB_ptr
+    off = ((b * L + tr[:, None]) * G + g) * N + offs_n[None, :]
+    if ATOMIC:
+        tl.atomic_add(out_ptr + off, acc, mask=mr[:, None] & mn[None, :], sem="relaxed")
+    else:
+        tl.store(out_ptr + off, acc, mask=mr[:, None] & mn[None, :])
 
 
 @triton.jit
@@ -604,10 +772,16 @@ def _launch_config(K: int, P: int, N: int, heads_per_group: int) -> dict:
                hpp=1,
                warps_out=8 if own_out else 4, warps_gate=4, warps_state=4, warps_bmm=4, warps_dx=4,
                warps_dc=4, pass_block=1024,
-               stages_out=1, stages_state=3, stages_dx=1, stages_dc=1)
+               stages_out=1, stages_state=3, stages_dx=1, stages_dc=1,
+               bwd_grouped=1, bwd_heads=16, warps_dcb=4, warps_dbc=4, stages_dcb=1, stages_dbc=1)
     cfg.update(_CONFIG_OVERRIDE)
     for key in ("block_l", "block_s", "out_block_l"):
         cfg[key] = min(cfg[key], K)
+    if cfg["bwd_grouped"]:  # the group kernels tile the chunk in square blocks
+        cfg["block_s"] = cfg["block_l"]
+    # heads per split of a group in the group kernels: the largest divisor not above the request
+    cfg["bwd_heads"] = max(d for d in range(1, min(cfg["bwd_heads"], heads_per_group) + 1)
+                           if heads_per_group % d == 0)
     cfg["out_block_s"] = min(cfg["out_block_s"], cfg["out_block_l"])  # steps within a row block
     # heads per program: the largest divisor of the heads per group not above the request
     cfg["hpp"] = max(d for d in range(1, min(cfg["hpp"], heads_per_group) + 1)
@@ -715,6 +889,33 @@ def _launch_chunk_out(x, C, CB, states, dtp, cs, seg, D, z, K, nc, cfg, dot,
     return (out, dz) if gate_bwd else out
 
 
+def _launch_grouped_dbc(x, B, C, g, dS, states, CB, dtp, cs, seg, dB, dC, intra, inter, K, nc, cfg, dot):
+    """The group-level part of the backward: ``dCB`` summed over the heads of each group (and the
+    per-head ``intra``), then ``dB``, ``dC`` and ``inter`` from it and the chunk states. Fills the
+    given ``dB``/``dC`` (zeroed by the caller when the heads of a group come in several splits)."""
+    batch, L, H, P = x.shape
+    G, N = B.shape[2], B.shape[3]
+    hps = cfg["bwd_heads"]
+    n_split = (H // G) // hps
+    block = cfg["block_l"]
+    n_lb = K // block
+    seg_ = seg if seg is not None else cs
+    dCB = (torch.zeros if n_split > 1 else torch.empty)(batch, nc, G, K, K, device=x.device,
+                                                        dtype=torch.float32)
+    _bwd_dcb_kernel[(batch * nc, G * n_split, n_lb)](
+        x, CB, g, dtp, cs, seg_, dCB, intra, L, H, G, nc, P, H // G, n_split,
+        *_strides4(x), *_strides4(g), seg_.stride(0),
+        HPS=hps, HPS_P2=triton.next_power_of_2(hps), HAS_SEQ=seg is not None, ATOMIC=n_split > 1,
+        K=K, BLOCK=block, BLOCK_P=cfg["block_p"], DOT_DTYPE=dot[0], PREC=dot[1],
+        num_warps=cfg["warps_dcb"], num_stages=cfg["stages_dcb"])
+    _bwd_dbc_kernel[(batch * nc, G * n_split, 2 * n_lb)](
+        x, B, C, g, dS, states, dCB, dtp, cs, seg_, dB, dC, inter, L, H, G, nc, P, N, H // G, n_split,
+        *_strides4(x), *_strides4(B), *_strides4(C), *_strides4(g), seg_.stride(0),
+        HPS=hps, HAS_SEQ=seg is not None, ATOMIC=n_split > 1, K=K, BLOCK=block,
+        BLOCK_P=cfg["block_p"], BLOCK_N=cfg["block_n"], DOT_DTYPE=dot[0], PREC=dot[1],
+        SPREC=dot[2], num_warps=cfg["warps_dbc"], num_stages=cfg["stages_dbc"])
+
+
 def _segments(seq_idx: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """(b, L) segment ids counting the changes of seq_idx (so repeated ids never merge)."""
     if seq_idx is None:
@@ -797,7 +998,12 @@ def _bwd_op(dy: torch.Tensor, dfinal: Optional[torch.Tensor], x: torch.Tensor, d
     D_ = D if D is not None else cs
     s_D = (D.stride(0), D.stride(1) if D.dim() == 2 else 0) if D is not None else (0, 0)
     dx = torch.empty(batch, L, H, P, device=dev, dtype=x.dtype)
-    alloc = torch.zeros if atomic else torch.empty
+    if cfg["bwd_grouped"]:
+        atomic = False                                  # the dx kernel leaves dB alone
+        atomic_g = (H // G) // cfg["bwd_heads"] > 1     # head splits add into dB/dC
+        alloc = torch.zeros if atomic_g else torch.empty
+    else:
+        alloc = torch.zeros if atomic else torch.empty
     dB = alloc(batch, L, G, N, device=dev, dtype=f32)
     dC = alloc(batch, L, G, N, device=dev, dtype=f32)
     ddd = torch.empty(batch, H, nc, K, device=dev, dtype=f32)
@@ -805,18 +1011,23 @@ def _bwd_op(dy: torch.Tensor, dfinal: Optional[torch.Tensor], x: torch.Tensor, d
     inter = torch.empty_like(ddd)
     intra = torch.empty(batch, H, nc, n_lb, K, device=dev, dtype=f32)
     dDp = torch.empty(batch * nc * n_sb, H, P, device=dev, dtype=f32) if D is not None else ddd
+    grouped = bool(cfg["bwd_grouped"])
     common = dict(HPP=hpp, HAS_SEQ=seg is not None, ATOMIC=atomic, K=K, BLOCK_L=bl,
                   BLOCK_S=bs, BLOCK_P=cfg["block_p"], BLOCK_N=cfg["block_n"],
                   DOT_DTYPE=dot[0], PREC=dot[1], SPREC=dot[2])
     _bwd_dx_kernel[(batch * nc, H // hpp, n_sb)](
         x, B, C, CB, g, dS, dtp, cs, seg_, D_, dx, dB, ddd, V, dDp,
         L, H, G, nc, P, N, H // G, *_strides4(x), *_strides4(B), *_strides4(C),
-        *_strides4(g), s_seg, *s_D, HAS_D=D is not None, num_warps=cfg["warps_dx"],
-        num_stages=cfg["stages_dx"], **common)
-    _bwd_dc_kernel[(batch * nc, H // hpp, n_lb)](
-        x, B, C, CB, g, states, dtp, cs, seg_, dC, intra, inter,
-        L, H, G, nc, P, N, H // G, *_strides4(x), *_strides4(B), *_strides4(C),
-        *_strides4(g), s_seg, num_warps=cfg["warps_dc"], num_stages=cfg["stages_dc"], **common)
+        *_strides4(g), s_seg, *s_D, HAS_D=D is not None, WITH_DB=not grouped,
+        num_warps=cfg["warps_dx"], num_stages=cfg["stages_dx"], **common)
+    if grouped:
+        _launch_grouped_dbc(x, B, C, g, dS, states, CB, dtp, cs, seg, dB, dC, intra, inter,
+                            K, nc, cfg, dot)
+    else:
+        _bwd_dc_kernel[(batch * nc, H // hpp, n_lb)](
+            x, B, C, CB, g, states, dtp, cs, seg_, dC, intra, inter,
+            L, H, G, nc, P, N, H // G, *_strides4(x), *_strides4(B), *_strides4(C),
+            *_strides4(g), s_seg, num_warps=cfg["warps_dc"], num_stages=cfg["stages_dc"], **common)
     ddt = torch.empty(batch, L, H, device=dev, dtype=dt.dtype)
     dAp = torch.empty(batch * nc, H, device=dev, dtype=f32)
     dbp = torch.empty(batch * nc, H, device=dev, dtype=f32)

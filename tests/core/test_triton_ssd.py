@@ -61,16 +61,18 @@ SCRIPT = textwrap.dedent("""
         # G < H, D (H,), z, dt_bias + softplus, initial states, seq_idx, L not a multiple of 16
         kw = inputs(2, 40, 4, 2, 8, 16)
         ref = run(_ssd_chunk_scan_reference, kw, 16, True, (0.0, INF), seq_b)
-        ts.set_config(hpp=2)  # both heads of a group in one program, dB/dC stored
+        # default backward: dB/dC by the group kernels, both heads of a group in one split
         got16 = run(ts.ssd_chunk_scan_triton, kw, 16, True, (0.0, INF), seq_b)
         compare("packed chunk16", got16, ref, 1e-4)
-        ts.set_config(block_l=16, block_s=16, hpp=1)  # chunk 32 in two blocks; dB/dC by atomics
+        # chunk 32 in two blocks; one head per split, so the group kernels add with atomics
+        ts.set_config(block_l=16, block_s=16, bwd_heads=1)
         got32 = run(ts.ssd_chunk_scan_triton, kw, 32, True, (0.0, INF), seq_b)
-        # the output kernel tiled apart from the backward: 32-row blocks of 16 steps in a 64 chunk
-        ts.set_config(block_l=16, block_s=16, out_block_l=32, out_block_s=16)
+        # the output kernel tiled apart from the backward: 32-row blocks of 16 steps in a 64
+        # chunk; the per-head backward (dB/dC in the dx/dc kernels), one head per program (atomics)
+        ts.set_config(out_block_l=32, out_block_s=16, bwd_grouped=0, hpp=1)
         got64 = run(ts.ssd_chunk_scan_triton, kw, 64, True, (0.0, INF), seq_b)
         ts.clear_config()
-        compare("packed chunk64, own output tile", got64, ref, 1e-4)
+        compare("packed chunk64, own output tile, per-head backward", got64, ref, 1e-4)
         compare("packed chunk32 vs reference", got32, ref, 1e-4)
         compare("packed chunk32 vs chunk16", got32, got16, 1e-4)
         # the public entry point dispatches to the kernel
@@ -80,15 +82,18 @@ SCRIPT = textwrap.dedent("""
         assert torch.equal(y, got16["y"].detach()), "impl='triton' did not run the kernel"
         print("dispatch ok")
     elif case == "plain":
-        # G = 1 < H with atomics (2 heads per program), D (H, P), no z, no bias, no softplus,
-        # dt_limit clamping, no initial state, gradients from y only
+        # G = 1 < H, D (H, P), no z, no bias, no softplus, dt_limit clamping, no initial state,
+        # gradients from y only; the per-head backward (2 heads per program, atomics) and the
+        # group kernels with the 4 heads in 2 splits (atomics)
         kw = inputs(2, 37, 4, 1, 8, 16, D="HP", z=False, bias=False, h0=False)
-        ts.set_config(hpp=2)
-        for limit in ((0.0, INF), (0.1, 0.45)):
+        for limit, conf in (((0.0, INF), dict(hpp=2, bwd_grouped=0)), ((0.1, 0.45), dict(bwd_heads=2))):
+            ts.clear_config()
+            ts.set_config(**conf)
             ref = run(_ssd_chunk_scan_reference, kw, 16, False, limit, None, final_grad=False)
             got = run(ts.ssd_chunk_scan_triton, kw, 16, False, limit, None, final_grad=False)
-            compare(f"plain limit={limit}", got, ref, 1e-4)
+            compare(f"plain limit={limit} {conf}", got, ref, 1e-4)
         # G = H, no D, a sequence shorter than one chunk, N and P not powers of 2
+        ts.clear_config()
         kw = inputs(1, 11, 3, 3, 5, 12, D=None, z=True, bias=True, h0=True)
         ref = run(_ssd_chunk_scan_reference, kw, 16, True, (0.0, INF), None)
         got = run(ts.ssd_chunk_scan_triton, kw, 64, True, (0.0, INF), None)
