@@ -23,7 +23,7 @@ Forward kernels (5 launches):
 5. ``_chunk_out_kernel``: per ``(batch, chunk, head, block of positions)`` the masked causal
    ``tl.dot``, the inter-chunk term, ``+ D x`` and ``* silu(z)``.
 
-Backward (8 launches; nothing of size ``(b, L, L)`` or ``(b, L, H, P, N)`` is ever stored: the
+Backward (9 launches; nothing of size ``(b, L, L)`` or ``(b, L, H, P, N)`` is ever stored: the
 forward saves its inputs and the chunk-level states ``S_in``; ``dtp``, ``cs``, ``CB`` and, with a
 gate, the pre-gate output are recomputed):
 
@@ -32,21 +32,26 @@ gate, the pre-gate output are recomputed):
 * ``_chunk_state_kernel`` in backward mode: ``Q_c = sum_l exp(cs_l) g_l ⊗ C_l``;
 * ``_state_pass_kernel`` in reverse: ``dS`` (gradient of each chunk's contribution), the gradient
   of the initial state and ``dR_c = <dS_c, S_in[c]>`` for the chunk decays;
-* ``_bwd_dx_kernel`` (one program per block of source positions ``s``): ``dx``, ``dB`` and the
+* ``_bwd_dx_kernel`` (one program per block of source positions ``s`` and head): ``dx`` and the
   per-position pieces of ``ddt``;
-* ``_bwd_dc_kernel`` (one program per block of output positions ``l``): ``dC`` and the
+* ``_bwd_dcb_kernel`` (one program per block of output positions ``l`` and split of a group's
+  heads): ``dCB``, the gradient of ``C_l · B_s`` summed over the heads of the group, and the
   intra-chunk part of the gradient of ``dA = dt A``, computed in the stable form
   ``sum_{l >= s > s'} T_{l s'}`` (pairs whose decay spans position ``s``) rather than as a
   difference of two large sums;
+* ``_bwd_dbc_kernel``: ``dB = dCBᵀ C + (chunk-state part)`` and ``dC = dCB B + (entering-state
+  part)`` per group, so the ``(K, K) x (K, N)`` products run once per group, not once per head;
 * ``_bwd_ddt_kernel``: assembles ``d(dA)``, then ``ddt`` through clamp/softplus/bias, and the
   per-chunk partial sums of ``dA`` and ``ddt_bias``.
 
+(``bwd_grouped=0`` in ``set_config`` selects the earlier per-head form instead, in which the dx
+kernel and ``_bwd_dc_kernel`` accumulate ``dB``/``dC`` head by head.)
+
 Decays are always ``exp`` of a difference that is ``<= 0`` for ``A <= 0``, masked to ``-inf``
 before the ``exp``. Packed sequences (``seq_idx``) become segment ids (count of changes) and
-every decay between two segments is masked to 0. Heads of a group share ``B``/``C``: the
-backward kernels loop over ``HPP`` heads of one group per program, summing ``dB``/``dC`` in
-registers, then store them (or add them with float32 atomics when a group has more heads than
-one program takes). Offsets are int64.
+every decay between two segments is masked to 0. Heads of a group share ``B``/``C``: the group
+kernels loop over a split of the group's heads per program, summing in registers, then store
+(or add with float32 atomics when a group's heads come in several splits). Offsets are int64.
 
 Runs on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (for tests; there the
 dots are done in float32, because the interpreter's bfloat16 ``tl.dot`` is wrong).
