@@ -322,8 +322,14 @@ def section_kernels(results: Results) -> list[str]:
         out += [f"Measured on {d.get('machine', 'unknown machine')}, {_date(d.get('date'))}, torch "
                 f"{d.get('torch', '?')}, triton {d.get('triton', '?')}; baseline {d.get('baseline', 'none')}: "
                 f"{_src(source.path)}.", ""]
-        rows = []
+        rows, e2e = [], []
         for row in d.get("rows") or []:
+            if row.get("section") == "e2e":
+                for lib, r in (row.get("results") or {}).items():
+                    e2e.append([row.get("model", ""), f"{_fmt(row.get('batch'))} x {_fmt(row.get('length'))}",
+                                lib, _fmt(r.get("ms_per_step")), _fmt(r.get("tokens_per_s"), 0),
+                                _fmt(r.get("peak_mb")), r.get("error", "")[:80], _src(source.path)])
+                continue
             shape = ", ".join(str(x) for x in row.get("shape", []))
             ratio = row.get("ratio_ours_over_theirs") or {}
             for lib, r in (row.get("results") or {}).items():
@@ -335,6 +341,10 @@ def section_kernels(results: Results) -> list[str]:
         out += _table(["section", "shape (B, D, L, N)", "dtype", "library", "forward (ms)",
                        "forward+backward (ms)", "peak (MB)", "forward ours/theirs", "fwd+bwd ours/theirs",
                        "source"], rows)
+        if e2e:
+            out += ["", "End to end, one training step (forward+backward):", ""]
+            out += _table(["model", "batch x length", "library", "ms per step", "tokens/s", "peak (MB)",
+                           "error", "source"], e2e)
         out.append("")
     return out
 
