@@ -460,6 +460,19 @@ def apply_scan_config(spec: str) -> None:
         print(f"scan launch config {direction}: {numbers}", flush=True)
 
 
+def apply_ssd_config(spec: str) -> None:
+    """Set the SSD kernels' launch settings from ``"bwd_grouped=1,bwd_heads=8"``."""
+    from mambakit.ops import triton_ssd
+    settings = {}
+    for part in filter(None, spec.split(",")):
+        key, _, value = part.partition("=")
+        if not value.lstrip("-").isdigit():
+            raise SystemExit(f"--ssd-config: expected 'key=integer', got {part!r}")
+        settings[key.strip()] = int(value)
+    triton_ssd.set_config(**settings)
+    print(f"SSD launch settings: {settings}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mamba-ssm-sdist", help="path of the mamba-ssm sdist (.tar.gz) to build the baseline")
@@ -469,6 +482,9 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true",
                         help="mamba2: skip timing the PyTorch reference")
     parser.add_argument("--sections", default="correctness,mamba1,mamba2_correctness,mamba2,e2e")
+    parser.add_argument("--ssd-config", default="",
+                        help="Mamba-2 SSD launch settings to use instead of the defaults, e.g. "
+                             "'bwd_grouped=1,bwd_heads=8' (keys of mambakit.ops.triton_ssd.set_config)")
     parser.add_argument("--no-cuda-build", action="store_true",
                         help="do not build mamba_ssm's CUDA scan: no Mamba-1 baselines; the Mamba-2 "
                              "baselines still run from its Triton code")
@@ -486,6 +502,8 @@ def main() -> None:
     sections = args.sections.split(",")
     gpu = torch.cuda.get_device_name()
     mamba_ssm, note = (None, "not requested")
+    if args.ssd_config:
+        apply_ssd_config(args.ssd_config)
     e2e_layers = [name for name in args.e2e_layers.split(",") if name]
     if set(e2e_layers) - set(E2E_LAYERS):
         parser.error(f"--e2e-layers: unknown {sorted(set(e2e_layers) - set(E2E_LAYERS))}; "

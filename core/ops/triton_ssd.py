@@ -747,7 +747,11 @@ _CONFIG_OVERRIDE: dict[str, int] = {}
 
 def set_config(**kw: int) -> None:
     """Force launch parameters (``block_l``, ``block_s``, ``out_block_l``, ``out_block_s``, ``hpp``,
-    ``warps_*``); for tests/tuning."""
+    ``warps_*``, ``bwd_grouped``, ``bwd_heads``, ...); for tests/tuning."""
+    known = set(_launch_config(256, 64, 64, 1))
+    unknown = sorted(set(kw) - known)
+    if unknown:
+        raise ValueError(f"triton_ssd.set_config: unknown keys {unknown}; expected some of {sorted(known)}")
     _CONFIG_OVERRIDE.update(kw)
 
 
