@@ -42,7 +42,7 @@ from mambakit.ops.ssd import ssd_chunk_scan  # noqa: E402
 SHAPES = [(4, 4096, 64, 64, 128), (1, 65536, 64, 64, 128), (8, 2048, 48, 64, 64)]
 CHUNK = 256
 OUT_GRID = dict(out_block_l=[64, 128], out_block_s=[32, 64, 128], warps_out=[4, 8], stages_out=[1, 2])
-BWD_GRID = dict(block_l=[32, 64], bwd_heads=[8, 16], warps_dx=[4, 8], warps_dcb=[4, 8], warps_dbc=[4, 8])
+BWD_GRID = dict(bwd_grouped=[1], block_l=[32, 64], bwd_heads=[8, 16], warps_dx=[4, 8], warps_dcb=[4, 8], warps_dbc=[4, 8])
 
 
 def make_inputs(batch, length, heads, headdim, n, dtype, device, packed=False, seed=0) -> dict:

@@ -61,11 +61,12 @@ SCRIPT = textwrap.dedent("""
         # G < H, D (H,), z, dt_bias + softplus, initial states, seq_idx, L not a multiple of 16
         kw = inputs(2, 40, 4, 2, 8, 16)
         ref = run(_ssd_chunk_scan_reference, kw, 16, True, (0.0, INF), seq_b)
-        # default backward: dB/dC by the group kernels, both heads of a group in one split
+        # dB/dC by the group kernels, both heads of a group in one split
+        ts.set_config(bwd_grouped=1)
         got16 = run(ts.ssd_chunk_scan_triton, kw, 16, True, (0.0, INF), seq_b)
         compare("packed chunk16", got16, ref, 1e-4)
         # chunk 32 in two blocks; one head per split, so the group kernels add with atomics
-        ts.set_config(block_l=16, block_s=16, bwd_heads=1)
+        ts.set_config(block_l=16, block_s=16, bwd_grouped=1, bwd_heads=1)
         got32 = run(ts.ssd_chunk_scan_triton, kw, 32, True, (0.0, INF), seq_b)
         # the output kernel tiled apart from the backward: 32-row blocks of 16 steps in a 64
         # chunk; the per-head backward (dB/dC in the dx/dc kernels), one head per program (atomics)
@@ -86,7 +87,7 @@ SCRIPT = textwrap.dedent("""
         # gradients from y only; the per-head backward (2 heads per program, atomics) and the
         # group kernels with the 4 heads in 2 splits (atomics)
         kw = inputs(2, 37, 4, 1, 8, 16, D="HP", z=False, bias=False, h0=False)
-        for limit, conf in (((0.0, INF), dict(hpp=2, bwd_grouped=0)), ((0.1, 0.45), dict(bwd_heads=2))):
+        for limit, conf in (((0.0, INF), dict(hpp=2, bwd_grouped=0)), ((0.1, 0.45), dict(bwd_grouped=1, bwd_heads=2))):
             ts.clear_config()
             ts.set_config(**conf)
             ref = run(_ssd_chunk_scan_reference, kw, 16, False, limit, None, final_grad=False)
