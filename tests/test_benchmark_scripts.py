@@ -58,3 +58,33 @@ def test_layout_traffic_counts_the_copies_padding_removes(tmp_path):
     assert unpadded["per_op_units"].get("align_copy", 0) > 0
     assert "align_copy" not in tokens["per_op_units"]
     assert tokens["total_units"] < unpadded["total_units"]
+
+
+def test_timeseries_seeds_summarises_every_seed_with_its_own_baselines(tmp_path):
+    """The seed summary reads seed 2021 from the recipe record and further seeds from the experiment
+    log, skips log runs without retrained baselines, and computes means and wins from those runs."""
+    import json
+
+    import timeseries_seeds
+
+    results = tmp_path / "results"
+    (results / "recipes").mkdir(parents=True)
+    (results / "raw").mkdir()
+    record = {"config": {"seed": 2021}, "test_metrics": {"mse": 0.30},
+              "baseline": {"name": "patchtst", "metrics": {"mse": 0.32},
+                           "others": [{"name": "dlinear", "metrics": {"mse": 0.40}}]}}
+    (results / "recipes" / "etth2-smamba-h96-v3.json").write_text(json.dumps(record))
+    runs = [{"recipe": "timeseries/etth2-smamba-h96@3", "seed": 2022, "test_mse": 0.34,
+             "baselines_test_mse": {"patchtst": 0.33, "dlinear": 0.42}},
+            {"recipe": "timeseries/etth2-smamba-h96@3", "seed": 2023, "test_mse": 0.1,   # no baselines: skipped
+             "baselines_test_mse": {}},
+            {"recipe": "timeseries/etth2-smamba-h192@3", "seed": 2022, "test_mse": 0.1,  # another horizon
+             "baselines_test_mse": {"patchtst": 0.2, "dlinear": 0.3}}]
+    (results / "raw" / "timeseries_v3_experiments_cpu.json").write_text(json.dumps({"runs": runs}))
+    assert timeseries_seeds.main(["--results", str(results), "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "timeseries_seeds_cpu.json").read_text())["metrics"]["rows"]
+    assert [(r["dataset"], r["horizon"]) for r in rows] == [("etth2", 96), ("etth2", 192)]
+    h96 = rows[0]
+    assert h96["seeds"] == "2021/2022" and h96["smamba_v3_mean"] == 0.32 and h96["patchtst_mean"] == 0.325
+    assert h96["dlinear_mean"] == 0.41 and h96["smamba_beats_patchtst"] == "1 of 2"
+    assert rows[1]["seeds"] == "2022" and rows[1]["smamba_v3_std"] is None
