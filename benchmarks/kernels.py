@@ -16,15 +16,16 @@ Sections (each prints a table; all results go to one JSON):
                ours, the PyTorch reference, mamba_ssm's mamba_chunk_scan_combined and fla's
                chunk_simple_gla (the bare scan: q=C, k=B, v=x*dt, g=A*dt, scale=1), each when
                available.
-  e2e          a 24-layer d_model 768 Mamba-1 language model, forward+backward tokens/s in bf16
-               autocast, ours vs mamba_ssm's model.
+  e2e          24-layer d_model 768 language models (Mamba-1 and Mamba-2 layers, ``--e2e-layers``),
+               forward+backward tokens/s in bf16 autocast, ours vs mamba_ssm's model.
 
 Usage (GPU machine):
   python benchmarks/kernels.py --mamba-ssm-sdist PATH [--prebuilt DIR] [--save-build DIR]
                                [--fla-wheels DIR] [--sections correctness,mamba1,mamba2_correctness,mamba2,e2e] --out DIR
 mamba_ssm and fla are optional: without them only our numbers are reported. The Mamba-2
-baseline needs only mamba_ssm's Python (Triton) code, so it runs even when its CUDA scan does
-not build.
+baselines need only mamba_ssm's Python (Triton) code, so they run even when its CUDA scan does
+not build, or with ``--no-cuda-build`` (no build; no Mamba-1 baselines). ``--ssd-config`` and
+``--scan-config`` set our kernels' launch settings (A/B runs).
 """
 from __future__ import annotations
 
